@@ -1,0 +1,1 @@
+"""Weights: the embedded default model (`procedural/`) and the one converter for the released checkpoints."""
