@@ -89,7 +89,8 @@ def turntable(num_views: int, radius: float = 1.7719, elevation_deg: float = 13.
 
 
 def gobjaverse_rig(radius: float = 1.7719, elevation_deg: float = 13.73, lower_radius: float | None = None,
-                   lower_elevation_deg: float = -3.99, focal: float = OBJAVERSE_FOCAL, dtype=torch.float32) -> torch.Tensor:
+                   lower_elevation_deg: float = -3.99, focal: float = OBJAVERSE_FOCAL,
+                   dtype=torch.float32) -> torch.Tensor:
     """The 40-view G-Objaverse capture layout (spec §10.1), `(40, 25)`.
 
     0–23: ring at `elevation_deg`, 15° steps; 24: copy of 0; 25: top; 26: bottom; 27–38: lower ring, 30° steps;
