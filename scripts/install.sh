@@ -18,13 +18,13 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.ln3diff-install-stamp
-digest=$(cat requirements.txt constraints.txt | sha256sum | cut -d' ' -f1)
+digest=$(cat requirements.txt constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
   export PIP_CONSTRAINT="$PWD/constraints.txt" PIP_DISABLE_PIP_VERSION_CHECK=1
   extra=()
   if [ -n "${LN3DIFF_TORCH_INDEX:-}" ]; then extra=(--extra-index-url "$LN3DIFF_TORCH_INDEX"); fi
   .venv/bin/python -m pip install -q "${extra[@]}" -r requirements.txt 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -m pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e . 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -c "import torch, utils, timm, open_clip, mcubes, trimesh" \
     || { echo "install.sh: the environment did not import; see the pip output above" >&2; exit 1; }
   echo "$digest" > "$stamp"
