@@ -83,12 +83,16 @@ class CrossAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """Linear(no bias) → exact GELU → Linear(no bias): the DiT MLP as the released weights were trained (spec §13)."""
+    """Linear → exact GELU → Linear.
 
-    def __init__(self, dim: int, hidden_dim: int):
+    Bias-free by default: the DiT MLP as the released weights were trained (spec §13). `bias=True` gives the
+    ViT (DINOv2) MLP, which keeps its biases.
+    """
+
+    def __init__(self, dim: int, hidden_dim: int, bias: bool = False):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim, bias=False)
-        self.fc2 = nn.Linear(hidden_dim, dim, bias=False)
+        self.fc1 = nn.Linear(dim, hidden_dim, bias=bias)
+        self.fc2 = nn.Linear(hidden_dim, dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x)))

@@ -2,7 +2,7 @@
 
 The rendered depth of a neural field is only defined up to the scale and offset the density happens to settle on,
 so the prediction is first aligned to the target by the least-squares scale s and shift t inside the foreground
-mask (a closed-form 2×2 solve per image), then compared with a masked MSE plus a single-scale gradient-matching
+mask (closed form per image), then compared with a masked MSE plus a single-scale gradient-matching
 term. Both terms are "batch-reduced": summed over the whole batch and divided by the batch's total mask count.
 """
 from __future__ import annotations
@@ -13,39 +13,34 @@ import torch
 def align_scale_and_shift(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-image least-squares s, t minimising Σ mask·(s·pred + t − target)²; returns s·pred + t.
 
-    pred, target, mask `(N, H, W)`. Images whose normal equations are singular (fewer than two distinct masked
-    depths) keep s = t = 0, i.e. they are compared against a flat prediction.
+    pred, target, mask `(N, H, W)`. Solved with centred moments (s = cov / var, t = mean_t − s·mean_p), which is
+    the same solution as the 2×2 normal equations but without their float32 cancellation. An image whose masked
+    prediction is constant gets s = 0, t = mean target (MiDaS leaves s = t = 0 there; the mean is the better fit).
     """
     dims = (-2, -1)
-    a00 = (mask * pred * pred).sum(dims)
-    a01 = (mask * pred).sum(dims)
-    a11 = mask.sum(dims)
-    b0 = (mask * pred * target).sum(dims)
-    b1 = (mask * target).sum(dims)
-    det = a00 * a11 - a01 * a01
-    solvable = det.abs() > 0
-    safe_det = torch.where(solvable, det, torch.ones_like(det))
-    scale = torch.where(solvable, (a11 * b0 - a01 * b1) / safe_det, torch.zeros_like(det))
-    shift = torch.where(solvable, (a00 * b1 - a01 * b0) / safe_det, torch.zeros_like(det))
+    count = mask.sum(dims).clamp_min(1e-12)
+    mean_p = (mask * pred).sum(dims) / count
+    mean_t = (mask * target).sum(dims) / count
+    centred_p = pred - mean_p[:, None, None]
+    var = (mask * centred_p.pow(2)).sum(dims)
+    cov = (mask * centred_p * (target - mean_t[:, None, None])).sum(dims)
+    solvable = var > 0
+    scale = torch.where(solvable, cov / torch.where(solvable, var, torch.ones_like(var)), torch.zeros_like(var))
+    shift = mean_t - scale * mean_p
     return scale[:, None, None] * pred + shift[:, None, None]
 
 
 def _masked_mse_batch(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    # MiDaS divides by 2·Σmask; kept because the 0.2 hinge threshold of the release is calibrated on this scale
-    total = mask.sum()
-    if total == 0:
-        return pred.sum() * 0.0
-    return (mask * (pred - target).pow(2)).sum() / (2.0 * total)
+    # MiDaS divides by 2·Σmask; kept because the 0.2 hinge threshold of the release is calibrated on this scale.
+    # clamp_min(1): an empty mask gives 0 without a host sync (masks here are binary, so a non-empty sum is ≥ 1)
+    return (mask * (pred - target).pow(2)).sum() / (2.0 * mask.sum()).clamp_min(1.0)
 
 
 def _gradient_matching_batch(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    total = mask.sum()
-    if total == 0:
-        return pred.sum() * 0.0
     diff = mask * (pred - target)
     grad_x = (diff[:, :, 1:] - diff[:, :, :-1]).abs() * (mask[:, :, 1:] * mask[:, :, :-1])
     grad_y = (diff[:, 1:, :] - diff[:, :-1, :]).abs() * (mask[:, 1:, :] * mask[:, :-1, :])
-    return (grad_x.sum() + grad_y.sum()) / total
+    return (grad_x.sum() + grad_y.sum()) / mask.sum().clamp_min(1.0)
 
 
 def scale_shift_invariant_depth_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,

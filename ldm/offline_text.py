@@ -1,0 +1,72 @@
+"""Offline text conditioner: a small transformer over CLIP's BPE tokens, trained from scratch with the denoiser.
+
+It needs no downloaded weights: open_clip bundles the CLIP BPE vocabulary, so prompts tokenise exactly as for CLIP
+(lower-cased, 77 tokens, [SOT, words…, EOT] then padding). Attention is bidirectional and masked to the real tokens
+(SOT … first EOT); the padded positions of `crossattn` are set to exactly zero so a prompt's context does not depend on
+how much padding follows it, and `vector` is a projection of the mean over real tokens.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ldm.base import Conditioner, as_prompt_list
+from ldm.transformer import Encoder
+
+PRESETS = {
+    "tiny": {"width": 128, "depth": 2, "num_heads": 4},
+    "small": {"width": 384, "depth": 6, "num_heads": 6},
+}
+
+
+class OfflineTextConditioner(Conditioner):
+    """`forward(prompts: list[str])` → `dict(crossattn (B, max_length, width), vector (B, vector_dim))`.
+
+    `preset` ('tiny' or 'small') fills the widths not given explicitly; `vector_dim` defaults to `width`.
+    """
+
+    name = "offline-text"
+    modality = "text"
+    trainable = True
+
+    def __init__(self, preset: str = "tiny", width: int | None = None, depth: int | None = None,
+                 num_heads: int | None = None, vector_dim: int | None = None, max_length: int = 77,
+                 mlp_ratio: float = 4.0):
+        import open_clip
+
+        if preset not in PRESETS:
+            raise ValueError(f"unknown offline-text preset '{preset}'; choose one of {', '.join(PRESETS)}")
+        given = {"width": width, "depth": depth, "num_heads": num_heads}
+        arch = {**PRESETS[preset], **{k: v for k, v in given.items() if v is not None}}
+        vector_dim = arch["width"] if vector_dim is None else vector_dim
+        super().__init__(context_dim=arch["width"], vector_dim=vector_dim, num_tokens=max_length)
+        self.settings = {"preset": preset, **arch, "vector_dim": vector_dim, "max_length": max_length,
+                         "mlp_ratio": mlp_ratio}
+        self.tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=max_length)
+        self.eot_token_id = self.tokenizer.eot_token_id
+        self.token_embedding = nn.Embedding(self.tokenizer.vocab_size, arch["width"])
+        self.position_embedding = nn.Parameter(torch.randn(max_length, arch["width"]) * 0.01)
+        self.encoder = Encoder(arch["width"], arch["depth"], arch["num_heads"], mlp_ratio)
+        self.vector_proj = nn.Linear(arch["width"], vector_dim)
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+
+    def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids (B, L) and the real-token mask (B, L): True from SOT up to and including the first EOT.
+
+        open_clip pads with id 0, which is also the token '!', so the mask comes from the EOT position, not the ids.
+        """
+        ids = self.tokenizer(as_prompt_list(prompts))
+        eot_position = (ids == self.eot_token_id).int().argmax(dim=1)
+        mask = torch.arange(ids.shape[1])[None] <= eot_position[:, None]
+        return ids, mask
+
+    def forward(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        ids, mask = self.tokenize(prompts)
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        x = self.token_embedding(ids) + self.position_embedding
+        x = self.encoder(x, key_mask=mask) * mask[..., None]
+        pooled = x.sum(dim=1) / mask.sum(dim=1, keepdim=True)
+        return {"crossattn": x, "vector": self.vector_proj(pooled)}
+
+    def config(self) -> dict:
+        return dict(self.settings)
