@@ -2,8 +2,8 @@
 
 All functions take images shaped (..., C, H, W); the leading dimensions (batch, views, ...) are kept in the
 per-image output, so `reduction="none"` returns a tensor shaped like the leading dimensions and `"mean"` returns a
-0-d tensor. The value range is never guessed: PSNR and SSIM take `data_range` (2.0 for images in [-1, 1], 1.0 for
-[0, 1]); LPIPS expects [-1, 1].
+0-d tensor. The value range is never guessed: PSNR takes `data_range` (2.0 for images in [-1, 1], 1.0 for [0, 1]),
+SSIM the (low, high) range (it is not shift-invariant), LPIPS expects [-1, 1].
 """
 from __future__ import annotations
 
@@ -63,26 +63,37 @@ def _gaussian_window(size: int, sigma: float, channels: int, device: torch.devic
     return torch.outer(g, g).expand(channels, 1, size, size).contiguous()
 
 
-def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float, reduction: str = "mean") -> torch.Tensor:
+def ssim(
+    pred: torch.Tensor, target: torch.Tensor, value_range: tuple[float, float], reduction: str = "mean"
+) -> torch.Tensor:
     """Structural similarity (Wang et al. 2004): Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03.
 
-    pred, target: (..., C, H, W) with H, W >= 11. Local statistics use only windows lying fully inside the image
-    ('valid' filtering, as the reference implementation); the SSIM map is averaged over channels and positions.
+    pred, target: (..., C, H, W) with H, W >= 6. value_range: (low, high) of the pixel values. Unlike PSNR, SSIM is
+    not shift-invariant (its luminance term weighs mean differences against the mean level itself), so images are
+    first mapped to [0, 1], the intensity scale SSIM is defined on: [-1, 1] images score as their [0, 1] versions.
+
+    Borders are reflect-padded by 5 pixels and the SSIM map is averaged over every pixel and channel — torchmetrics'
+    convention, so numbers compare with it. (Wang et al.'s reference code and scikit-image average only where the
+    window fits inside the image, which differs slightly near edges.)
     """
     p, t, lead = _flatten_images(pred, target)
+    low, high = value_range
+    p, t = (p - low) / (high - low), (t - low) / (high - low)
     channels = p.shape[1]
-    if min(p.shape[-2:]) < SSIM_WINDOW:
-        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {tuple(p.shape[-2:])}")
+    pad = SSIM_WINDOW // 2
+    if min(p.shape[-2:]) <= pad:
+        raise ValueError(f"SSIM needs images larger than {pad}x{pad}, got {tuple(p.shape[-2:])}")
     window = _gaussian_window(SSIM_WINDOW, SSIM_SIGMA, channels, p.device)
+    p, t = F.pad(p, (pad,) * 4, mode="reflect"), F.pad(t, (pad,) * 4, mode="reflect")
     # One grouped conv over the five maps (x, y, x², y², xy) instead of five separate calls.
     stacked = torch.cat([p, t, p * p, t * t, p * t], dim=1)
     stats = F.conv2d(stacked, window.repeat(5, 1, 1, 1), groups=5 * channels)
     mu_p, mu_t, e_pp, e_tt, e_pt = stats.split(channels, dim=1)
-    var_p = e_pp - mu_p**2
-    var_t = e_tt - mu_t**2
+    # E[x²] − E[x]² can dip below 0 by rounding on flat regions; a variance cannot.
+    var_p = (e_pp - mu_p**2).clamp(min=0.0)
+    var_t = (e_tt - mu_t**2).clamp(min=0.0)
     cov = e_pt - mu_p * mu_t
-    c1 = (SSIM_K1 * data_range) ** 2
-    c2 = (SSIM_K2 * data_range) ** 2
+    c1, c2 = SSIM_K1**2, SSIM_K2**2  # (K · data range)² with the data range now 1
     ssim_map = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2))
     return _reduce(ssim_map.flatten(1).mean(dim=1), lead, reduction)
 
@@ -97,7 +108,7 @@ def lpips_backbone_path(net: str = "alex") -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_lpips(net: str = "alex"):
     """The lpips model for `net` in eval mode, or None (with one warning per net) when its backbone is not on disk.
 
@@ -152,7 +163,7 @@ def image_metrics(
     for start in range(0, p.shape[0], batch_size):
         pb, tb = p[start : start + batch_size], t[start : start + batch_size]
         sums["psnr"] += psnr(pb, tb, data_range, reduction="none").sum().item()
-        sums["ssim"] += ssim(pb, tb, data_range, reduction="none").sum().item()
+        sums["ssim"] += ssim(pb, tb, value_range, reduction="none").sum().item()
         if have_lpips:
             sums["lpips"] += lpips_distance(to_pm1(pb), to_pm1(tb), lpips_net, reduction="none").sum().item()
     n = p.shape[0]

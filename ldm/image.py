@@ -14,14 +14,21 @@ import os
 
 import torch
 
-from ldm.backbones import DINOV2_L14_REG4, OPENAI_CLIP_L14, build_dinov2, build_open_clip
+from ldm.backbones import (
+    DINOV2_L14_REG4,
+    OPENAI_CLIP_L14,
+    build_dinov2,
+    build_open_clip,
+    resolve_open_clip_weights,
+    resolve_timm_weights,
+)
 from ldm.base import FrozenConditioner, check_images
 from ldm.preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, normalize, resize_like_kornia
 
 
-def _how_to(flag: str, default_repo: str, source: str) -> str:
+def _how_to(flag: str, default_repo: str) -> str:
     return (f"download with `hf download {default_repo}` (read from the Hugging Face cache when offline) or pass "
-            f"{flag} PATH to a local weight file or folder (given: '{source}')")
+            f"{flag} PATH to a local weight file or folder")
 
 
 class CLIPDinoImageConditioner(FrozenConditioner):
@@ -35,14 +42,14 @@ class CLIPDinoImageConditioner(FrozenConditioner):
                  clip_arch: str | dict = "ViT-L-14", clip_quick_gelu: bool = True,
                  dino_arch: str = "vit_large_patch14_reg4_dinov2", image_size: int = 224, antialias: bool = True,
                  cache_dir: str | os.PathLike | None = None):
-        clip = build_open_clip(clip_arch, clip_quick_gelu, clip_weights, what=f"CLIP image encoder ({clip_weights})",
-                               how_to=_how_to("--clip-weights", OPENAI_CLIP_L14, str(clip_weights)),
-                               cache_dir=cache_dir)
-        visual = clip.visual  # the text tower is dropped, as in the release
+        # Both files are found before either model is built, so a missing one fails at once.
+        clip_file = resolve_open_clip_weights(clip_weights, what=f"CLIP image encoder ({clip_weights})",
+                                              how_to=_how_to("--clip-weights", OPENAI_CLIP_L14), cache_dir=cache_dir)
+        dino_file = resolve_timm_weights(dino_weights, what=f"DINOv2 image encoder ({dino_weights})",
+                                         how_to=_how_to("--dino-weights", DINOV2_L14_REG4), cache_dir=cache_dir)
+        visual = build_open_clip(clip_arch, clip_quick_gelu, clip_file).visual  # text tower dropped, as released
         visual.output_tokens = True
-        dino = build_dinov2(dino_arch, image_size, dino_weights, what=f"DINOv2 image encoder ({dino_weights})",
-                            how_to=_how_to("--dino-weights", DINOV2_L14_REG4, str(dino_weights)),
-                            cache_dir=cache_dir)
+        dino = build_dinov2(dino_arch, image_size, dino_file)
         clip_size = visual.image_size[0]
         clip_grid = visual.grid_size[0] * visual.grid_size[1]
         dino_grid = dino.patch_embed.grid_size[0] * dino.patch_embed.grid_size[1]

@@ -64,7 +64,7 @@ class OfflineTextConditioner(Conditioner):
         ids, mask = self.tokenize(prompts)
         ids, mask = ids.to(self.device), mask.to(self.device)
         x = self.token_embedding(ids) + self.position_embedding
-        x = self.encoder(x, key_mask=mask) * mask[..., None]
+        x = self.encoder(x, key_mask=mask).masked_fill(~mask[..., None], 0.0)
         pooled = x.sum(dim=1) / mask.sum(dim=1, keepdim=True)
         return {"crossattn": x, "vector": self.vector_proj(pooled)}
 

@@ -16,6 +16,7 @@ release used; text normalisation differs only on unusual unicode, which the slow
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import torch
 
@@ -29,6 +30,23 @@ def _how_to(source: str) -> str:
     repo = source if is_repo_id(source) else CLIP_L14_TEXT
     return (f"download with `hf download {repo}` (read from the Hugging Face cache when offline) "
             f"or pass --text-encoder PATH to a folder holding a saved CLIPTextModel/CLIPModel and its tokenizer")
+
+
+@contextmanager
+def _quiet_transformers():
+    """Silences transformers' load report and progress bar: loading the text tower from a full CLIPModel
+    checkpoint (the hub layout) lists every vision tensor as unexpected, which is expected here."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
 
 
 class CLIPTextConditioner(FrozenConditioner):
@@ -45,12 +63,23 @@ class CLIPTextConditioner(FrozenConditioner):
         how_to = _how_to(str(source))
         folder = resolve_folder(source, what=what, how_to=how_to, cache_dir=cache_dir,
                                 allow_patterns=["*.json", "*.txt", "model.safetensors"])
+        # transformers 5 silently builds a 3-token tokenizer from a folder without tokenizer files: check first.
+        if not (folder / "tokenizer.json").is_file() and not (folder / "vocab.json").is_file():
+            raise MissingWeightsError(f"{what} tokenizer not found: folder '{folder}' holds neither tokenizer.json "
+                                      f"nor vocab.json + merges.txt; {how_to}")
         try:
             tokenizer = CLIPTokenizer.from_pretrained(str(folder))
-            model = CLIPTextModel.from_pretrained(str(folder), dtype=torch.float32)
+            with _quiet_transformers():
+                model, info = CLIPTextModel.from_pretrained(str(folder), dtype=torch.float32, output_loading_info=True)
         except OSError as err:
-            raise MissingWeightsError(f"{what} weights not found: folder '{folder}' does not hold a loadable "
-                                      f"CLIPTextModel and tokenizer ({str(err).splitlines()[0]}); {how_to}") from err
+            raise MissingWeightsError(f"{what} weights not found: folder '{folder}' does not hold loadable "
+                                      f"CLIPTextModel weights ({str(err).splitlines()[0]}); {how_to}") from err
+        if info["missing_keys"]:  # transformers would leave these layers random with only a warning
+            raise MissingWeightsError(f"{what} weights incomplete: '{folder}' lacks {len(info['missing_keys'])} "
+                                      f"tensors, e.g. {sorted(info['missing_keys'])[0]}; {how_to}")
+        if len(tokenizer) != model.config.vocab_size:
+            raise ValueError(f"{what}: tokenizer has {len(tokenizer)} tokens but the model embeds "
+                             f"{model.config.vocab_size}; the folder mixes files of different models")
         hidden = model.config.hidden_size
         super().__init__(context_dim=hidden, vector_dim=hidden, num_tokens=max_length)
         self.source = str(source)

@@ -24,6 +24,7 @@ def hub_offline() -> bool:
 
 
 def is_repo_id(source: str) -> bool:
+    """Whether `source` has the `owner/name` form of a hub repo (a missing relative path of that form also does)."""
     return bool(_REPO_ID.match(source)) and not source.startswith((".", "~"))
 
 

@@ -18,23 +18,21 @@ from abc import abstractmethod
 import torch
 import torch.nn.functional as F
 
-from ldm.backbones import OPENAI_CLIP_L14, build_open_clip
+from ldm.backbones import OPENAI_CLIP_L14, build_open_clip, resolve_open_clip_weights
 from ldm.base import FrozenConditioner, as_prompt_list, check_images
 from ldm.preprocess import CLIP_MEAN, CLIP_STD, released_image_preprocess
 
 CLIP_EMBEDDING_SCALE = 18.4
-
-
-def _how_to(source: str) -> str:
-    return (f"download with `hf download {OPENAI_CLIP_L14}` (read from the Hugging Face cache when offline) or pass "
-            f"--clip-weights PATH to a local open_clip / OpenAI CLIP weight file or folder (given: '{source}')")
+_HOW_TO = (f"download with `hf download {OPENAI_CLIP_L14}` (read from the Hugging Face cache when offline) or pass "
+           f"--clip-weights PATH to a local open_clip / OpenAI CLIP weight file or folder")
 
 
 class _CLIPEmbeddingConditioner(FrozenConditioner):
     def __init__(self, weights: str, arch: str | dict, quick_gelu: bool, scale: float,
                  cache_dir: str | os.PathLike | None):
-        clip = build_open_clip(arch, quick_gelu, weights, what=f"CLIP ({weights})", how_to=_how_to(str(weights)),
-                               cache_dir=cache_dir)
+        weights_file = resolve_open_clip_weights(weights, what=f"CLIP ({weights})", how_to=_HOW_TO,
+                                                 cache_dir=cache_dir)
+        clip = build_open_clip(arch, quick_gelu, weights_file)
         embed_dim = clip.visual.output_dim
         super().__init__(context_dim=embed_dim, vector_dim=embed_dim, num_tokens=1)
         self.scale = scale

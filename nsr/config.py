@@ -67,7 +67,8 @@ class ViTDecoderConfig:
     width: int = 768
     depth: int = 12  # ViT blocks, grouped in pairs (in-plane block, 3D-aware block)
     num_heads: int = 12
-    patch_size: int = 2  # latent patch-embed kernel/stride; 1 embeds each latent pixel with a linear layer
+    patch_size: int = 2  # latent patch-embed kernel/stride
+    latent_embed: str = "grouped_conv"  # or "linear": one Linear(C → width) per latent pixel, shared by the planes
     unpatchify_size: int = 4
     unpatchify_channels: int = 128  # per plane, after `unpatchify_proj`
     triplane_resolution: int = 256
@@ -204,7 +205,8 @@ def _shapenet() -> VAEConfig:
 
 def _ffhq() -> VAEConfig:
     return VAEConfig(preset="ffhq", latent_size=16, encoder=ViTEncoderConfig(),
-                     decoder=ViTDecoderConfig(patch_size=1, rollout_first_conv=True, fusion_after_pair=True),
+                     decoder=ViTDecoderConfig(patch_size=1, latent_embed="linear", rollout_first_conv=True,
+                                              fusion_after_pair=True),
                      renderer=RendererConfig(depth_samples=48, importance_samples=48, ray_start=2.25, ray_end=3.3,
                                              box_warp=1.0, sample_bbox=None, field_features=32))
 
@@ -224,7 +226,7 @@ def _small() -> VAEConfig:
     return VAEConfig(preset="small", latent_size=32,
                      encoder=ConvEncoderConfig(num_views=4, base_channels=64, channel_mult=(1, 2, 4),
                                                attention_heads=4, attention_head_dim=64),
-                     decoder=DiTDecoderConfig(width=384, depth=12, num_heads=6, upsampler_channels=32,
+                     decoder=DiTDecoderConfig(width=384, depth=10, num_heads=6, upsampler_channels=32,
                                               upsampler_mult=(1, 2, 4)),
                      renderer=RendererConfig(depth_samples=48, importance_samples=48))
 

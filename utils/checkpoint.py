@@ -6,6 +6,7 @@ A checkpoint is a folder `<root>/checkpoint-<step:08d>/` holding
   ema.safetensors      EMA weights, when EMA is on
   optimizer.pt         {name: optimizer.state_dict()} (plus GradScaler state if any)
   trainer_state.pt     tensors and RNG states needed for an exact resume
+  <name>.safetensors   extra weights a trainer keeps (e.g. `discriminator.safetensors`)
   config.json          everything needed to rebuild the model (preset, overrides, ...)
   trainer_state.json   step and other human-readable counters
 
@@ -86,7 +87,8 @@ def read_json(path: str | os.PathLike) -> Any:
         raise CheckpointError(f"{path} is corrupt ({e}); restore it from a copy or use another checkpoint") from e
 
 
-def tensors_for_safetensors(state: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+def tensors_for_safetensors(state: dict[str, torch.Tensor],
+                            dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """CPU, contiguous, storage-independent copies (safetensors refuses tied tensors); floats cast to `dtype`."""
     out, seen = {}, set()
     for name, t in state.items():
@@ -169,12 +171,13 @@ def latest_checkpoint(root: str | os.PathLike) -> Path | None:
 def save_checkpoint(root: str | os.PathLike, step: int, *, model: dict[str, torch.Tensor], config: dict,
                     ema: dict[str, torch.Tensor] | None = None, optimizer: dict | None = None,
                     trainer_state: dict | None = None, info: dict | None = None,
+                    extra_weights: dict[str, dict[str, torch.Tensor]] | None = None,
                     keep_last: int | None = None) -> Path:
     """Write `<root>/checkpoint-<step>/` atomically and prune to the newest `keep_last` checkpoints.
 
     model / ema: state dicts. optimizer: torch-serialisable optimiser (and scaler) states. trainer_state:
     torch-serialisable resume state (RNG, counters). info: JSON-able, written with the step to trainer_state.json.
-    Call on one rank only.
+    extra_weights: {name: state dict}, each written as `<name>.safetensors`. Call on one rank only.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -188,6 +191,12 @@ def save_checkpoint(root: str | os.PathLike, step: int, *, model: dict[str, torc
         if ema is not None:
             ema_tensors = tensors_for_safetensors(ema)
             _write_synced(tmp / EMA_FILE, lambda p: save_file(ema_tensors, str(p), metadata={"format": "pt"}))
+        for name, state in (extra_weights or {}).items():
+            if f"{name}.safetensors" in (MODEL_FILE, EMA_FILE):
+                raise ValueError(f"extra weights may not be named {name!r}; that file holds the model / EMA")
+            extra = tensors_for_safetensors(state)
+            _write_synced(tmp / f"{name}.safetensors",
+                          lambda p, extra=extra: save_file(extra, str(p), metadata={"format": "pt"}))
         if optimizer is not None:
             _write_synced(tmp / OPTIMIZER_FILE, lambda p: torch.save(optimizer, p))
         if trainer_state is not None:
@@ -228,7 +237,7 @@ def prune_checkpoints(root: str | os.PathLike, keep_last: int) -> None:
 
 
 def load_checkpoint(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Everything `save_checkpoint` wrote: dict(model, ema, optimizer, trainer_state, config, info).
+    """Everything `save_checkpoint` wrote: dict(model, ema, extra_weights, optimizer, trainer_state, config, info).
 
     Optional parts that were not saved come back as None.
     """
@@ -239,6 +248,8 @@ def load_checkpoint(folder: str | os.PathLike, map_location: str | torch.device 
     return {
         "model": load_weights(folder / MODEL_FILE, map_location),
         "ema": load_weights(folder / EMA_FILE, map_location) if (folder / EMA_FILE).exists() else None,
+        "extra_weights": {p.name[: -len(".safetensors")]: load_weights(p, map_location)
+                          for p in sorted(folder.glob("*.safetensors")) if p.name not in (MODEL_FILE, EMA_FILE)},
         "optimizer": load_torch_file(folder / OPTIMIZER_FILE, map_location)
         if (folder / OPTIMIZER_FILE).exists() else None,
         "trainer_state": load_torch_file(folder / STATE_FILE, map_location)

@@ -15,6 +15,7 @@ import logging
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -220,13 +221,21 @@ def derive_seed(*parts: int | str) -> int:
 # Data stream with a resumable position
 
 
+class SampleKey(NamedTuple):
+    """What `ResumableBatchSampler` yields per sample: dataset index, the epoch it is drawn in, its own seed."""
+
+    index: int
+    epoch: int
+    seed: int
+
+
 class ResumableBatchSampler(Sampler):
-    """Endless per-rank batches of `(index, sample_seed)` pairs drawn from a seeded stream of epochs.
+    """Endless per-rank batches of `SampleKey`s drawn from a seeded stream of epochs.
 
     The global stream concatenates per-epoch permutations of range(num_samples) (permutation e seeded by
     (seed, e)); global batch k is stream[k·B·W : (k+1)·B·W] and rank r takes its r-th slice of B. Batches may
     straddle epochs, so a dataset smaller than one batch still works. The whole state is `start_batch`, the number
-    of global batches already consumed. Each pair's sample_seed is derived from (seed, stream position) and drives
+    of global batches already consumed. Each key's seed is derived from (seed, stream position) and drives
     `SeededDataset`'s augmentation randomness.
     """
 
@@ -243,7 +252,7 @@ class ResumableBatchSampler(Sampler):
         g = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", epoch))
         return torch.randperm(self.num_samples, generator=g)
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def __iter__(self) -> Iterator[list[SampleKey]]:
         per_global = self.batch_size * self.world_size
         position = self.start_batch * per_global + self.rank * self.batch_size
         epoch, order = -1, None
@@ -253,13 +262,14 @@ class ResumableBatchSampler(Sampler):
                 e = pos // self.num_samples
                 if e != epoch:
                     epoch, order = e, self._epoch_order(e)
-                batch.append((int(order[pos % self.num_samples]), derive_seed(self.seed, "sample", pos)))
+                batch.append(SampleKey(int(order[pos % self.num_samples]), e, derive_seed(self.seed, "sample", pos)))
             yield batch
             position += per_global
 
 
 class SeededDataset(Dataset):
-    """Wraps a map-style dataset: item `(index, sample_seed)` seeds Python/NumPy/torch, then reads `dataset[index]`.
+    """Wraps a map-style dataset: item `SampleKey(index, epoch, seed)` calls the dataset's `set_epoch(epoch)` (if it
+    has one), seeds Python/NumPy/torch with `seed`, then reads `dataset[index]`.
 
     Any randomness inside the dataset (view choice, augmentation) then depends only on the sample's stream
     position, not on worker count or on when the loader was (re)started. The caller's RNG states are restored
@@ -272,8 +282,10 @@ class SeededDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, item: tuple[int, int]):
-        index, sample_seed = item
+    def __getitem__(self, key: SampleKey):
+        index, epoch, sample_seed = key
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
         saved = capture_rng_state(include_cuda=False)  # CUDA must stay untouched in forked loader workers
         try:
             random.seed(sample_seed)

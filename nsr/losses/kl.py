@@ -20,7 +20,8 @@ class KLSchedule:
 
     def __post_init__(self):
         if self.length <= 0:
-            raise ValueError(f"KL anneal length must be positive, got {self.length}; pass e.g. --kl-anneal-length 25000")
+            raise ValueError(f"KL anneal length must be positive, got {self.length}; pass e.g. "
+                             f"--kl-anneal-length 25000")
 
     @property
     def floor(self) -> float:

@@ -16,7 +16,8 @@ from torch import nn
 import utils  # noqa: F401  makes torchvision (imported by lpips) importable next to a CPU-only torch
 
 # torchvision's file names for the ImageNet weights lpips uses (`<hub dir>/checkpoints/<name>`)
-BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth", "squeeze": "squeezenet1_1-b8a52dc0.pth"}
+BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth",
+                  "squeeze": "squeezenet1_1-b8a52dc0.pth"}
 
 _warned: set[str] = set()
 

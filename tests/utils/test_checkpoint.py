@@ -25,17 +25,18 @@ def _save(root, step, model, **kw):
 
 def test_save_writes_every_file_and_loads_back(tmp_path):
     model = Tiny()
-    folder = _save(tmp_path, 10, model, ema=model.state_dict())
+    folder = _save(tmp_path, 10, model, ema=model.state_dict(), extra_weights={"disc": Tiny(2).state_dict()})
     assert folder.name == "checkpoint-00000010"
     names = sorted(p.name for p in folder.iterdir())
     assert names == sorted([ckpt.MODEL_FILE, ckpt.EMA_FILE, ckpt.OPTIMIZER_FILE, ckpt.STATE_FILE, ckpt.CONFIG_FILE,
-                            ckpt.STATE_JSON_FILE])
+                            ckpt.STATE_JSON_FILE, "disc.safetensors"])
     loaded = ckpt.load_checkpoint(folder)
     assert loaded["info"] == {"step": 10, "batches": 20}
     assert loaded["config"] == {"width": 4}
     for k, v in model.state_dict().items():
         assert torch.equal(loaded["model"][k], v) and torch.equal(loaded["ema"][k], v)
     assert "main" in loaded["optimizer"]
+    assert loaded["extra_weights"]["disc"]["a.weight"].shape == (2, 3)
     assert ckpt.latest_checkpoint(tmp_path) == folder
 
 

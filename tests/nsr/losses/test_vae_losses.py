@@ -17,9 +17,9 @@ from nsr.losses import (
     l1,
     masked_mse,
     mse,
+    perceptual,
     scale_shift_invariant_depth_loss,
 )
-from nsr.losses import perceptual
 
 
 def test_masked_mse_normalises_each_region_by_its_own_size():

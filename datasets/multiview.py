@@ -1,0 +1,157 @@
+"""Stage-1 Dataset: encoder views and target views of one object per sample, from any store.
+
+A sample (docs/ARCHITECTURE.md, "Stage-1 batch", without the batch dimension):
+
+    enc_input       (V, 10, He, He)  RGB on white ImageNet-normalised (3), Plücker o×d, d (6), camera-z depth (1)
+    enc_cameras     (V, 25)
+    target_rgb      (T, 3, R, R)     [-1, 1] on white
+    target_depth    (T, 1, R, R)     camera-z, 0 for background
+    target_alpha    (T, 1, R, R)     [0, 1]
+    target_cameras  (T, 25)
+    target_bbox     (T, 4)           inclusive foreground box [top, left, bottom, right] at R (alpha > 0)
+    caption, category, object_id     str
+
+Views are named by G-Objaverse rig index. Random choices (random encoder views, random targets) come from a
+generator seeded by (seed, epoch, index), so a sample is reproducible in any worker; call `set_epoch` to vary them.
+Images are resized from the store resolution with antialiased bilinear filtering (depth with nearest, as the
+release does), and not at all when the resolutions agree.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from datasets.collate import collate_samples
+from datasets.errors import BadSampleError
+from datasets.record import ObjectRecord, foreground_bbox
+from datasets.rig import ENCODER_VIEWS
+from datasets.stores.base import ObjectStore
+from nsr.cameras import plucker_image
+
+__all__ = ["MultiViewConfig", "MultiViewDataset", "collate_samples", "encoder_input", "target_tensors"]
+
+logger = logging.getLogger("ln3diff.datasets")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class MultiViewConfig:
+    encoder_views: tuple[int, ...] = ENCODER_VIEWS   # rig ids, used unless random_encoder_views
+    random_encoder_views: bool = False               # training: len(encoder_views) random distinct views instead
+    encoder_resolution: int = 256
+    render_resolution: int = 128
+    num_target_views: int = 4
+    target_views: tuple[int, ...] | None = None      # fixed target rig ids; None: random distinct views
+    encoder_rgb: str = "imagenet"                    # "imagenet" (spec §2.2) or "signed": [-1, 1] as the golden fixture
+    seed: int = 0
+    skip_bad: bool = False                           # unreadable samples are logged, counted and replaced
+
+    def __post_init__(self):
+        if self.encoder_rgb not in ("imagenet", "signed"):
+            raise ValueError(f"encoder_rgb must be 'imagenet' or 'signed', got {self.encoder_rgb!r}")
+        if self.target_views is not None and len(self.target_views) != self.num_target_views:
+            raise ValueError(f"target_views lists {len(self.target_views)} views but num_target_views is "
+                             f"{self.num_target_views}")
+
+
+def _resize(images: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    """`(N, C, H, W)` → `(N, C, size, size)`; identity when already that size."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    if mode == "nearest":
+        return F.interpolate(images, size=(size, size), mode="nearest-exact")
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def encoder_input(record: ObjectRecord, resolution: int, rgb_mode: str = "imagenet") -> torch.Tensor:
+    """The 10-channel encoder input of every view of `record`, `(V, 10, He, He)`."""
+    rgb = _resize(torch.from_numpy(record.rgb_on_white()).permute(0, 3, 1, 2).float(), resolution, "bilinear")
+    if rgb_mode == "imagenet":
+        rgb = (rgb - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
+    else:
+        rgb = rgb * 2.0 - 1.0
+    depth = _resize(torch.from_numpy(record.depth)[:, None].float(), resolution, "nearest")
+    plucker = plucker_image(torch.from_numpy(record.cameras).double(), resolution).float()
+    return torch.cat([rgb, plucker, depth], dim=1)
+
+
+def target_tensors(record: ObjectRecord, resolution: int) -> dict[str, torch.Tensor]:
+    """Target images of every view of `record` at `resolution` (keys as in the module docstring)."""
+    rgb = _resize(torch.from_numpy(record.rgb_on_white()).permute(0, 3, 1, 2).float(), resolution, "bilinear")
+    alpha = _resize(torch.from_numpy(record.alpha)[:, None].float(), resolution, "bilinear").clamp(0.0, 1.0)
+    depth = _resize(torch.from_numpy(record.depth)[:, None].float(), resolution, "nearest")
+    return {
+        "target_rgb": rgb * 2.0 - 1.0,
+        "target_depth": depth,
+        "target_alpha": alpha,
+        "target_cameras": torch.from_numpy(record.cameras).float(),
+        "target_bbox": torch.from_numpy(foreground_bbox(alpha[:, 0].numpy())),
+    }
+
+
+class MultiViewDataset(Dataset):
+    """Stage-1 samples from an `ObjectStore` (see the module docstring for the sample layout)."""
+
+    def __init__(self, store: ObjectStore, config: MultiViewConfig | None = None):
+        self.store = store
+        self.config = config or MultiViewConfig()
+        self.epoch = 0
+        self.skipped = 0
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _choose_views(self, available: np.ndarray, rng: np.random.Generator) -> list[int]:
+        cfg = self.config
+        available = np.sort(available)  # stores list views in different orders; draws must not depend on it
+        if cfg.random_encoder_views:
+            if len(available) < len(cfg.encoder_views):
+                raise ValueError(f"{len(cfg.encoder_views)} random encoder views requested, object has "
+                                 f"{len(available)}")
+            enc = [int(v) for v in rng.choice(available, size=len(cfg.encoder_views), replace=False)]
+        else:
+            enc = list(cfg.encoder_views)
+        if cfg.target_views is not None:
+            targets = list(cfg.target_views)
+        else:
+            replace = len(available) < cfg.num_target_views
+            targets = [int(v) for v in rng.choice(available, size=cfg.num_target_views, replace=replace)]
+        return enc + targets
+
+    def _sample(self, index: int) -> dict:
+        cfg = self.config
+        rng = np.random.default_rng([cfg.seed, self.epoch, index])
+        record = self.store.read(index, lambda available: self._choose_views(available, rng))
+        num_enc = len(cfg.encoder_views)
+        # views may repeat between the encoder and target groups; the store returns each requested position
+        enc = record.select(record.view_ids[:num_enc])
+        targets = record.select(record.view_ids[num_enc:])
+        sample = {"enc_input": encoder_input(enc, cfg.encoder_resolution, cfg.encoder_rgb),
+                  "enc_cameras": torch.from_numpy(enc.cameras).float()}
+        sample.update(target_tensors(targets, cfg.render_resolution))
+        sample.update(caption=record.caption, category=record.category, object_id=record.object_id)
+        return sample
+
+    def __getitem__(self, index: int) -> dict:
+        if not self.config.skip_bad:
+            return self._sample(index)
+        for offset in range(len(self)):
+            candidate = (index + offset) % len(self)
+            try:
+                return self._sample(candidate)
+            except BadSampleError as error:
+                self.skipped += 1
+                logger.warning("skipping bad sample %d (%d skipped in this process): %s", candidate, self.skipped,
+                               error)
+        raise BadSampleError(self.store.location, "every sample of the store is unreadable")
+

@@ -1,0 +1,202 @@
+"""Stage-2 configuration: denoiser architecture + diffusion process + sampling defaults, and the named presets.
+
+Every config is a plain dataclass that round-trips through JSON (`Stage2Config.to_json` / `from_json`); enums are
+stored by value. `build_denoiser` and `build_process` turn a config into modules.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from guided_diffusion.ddpm import DDPM, BetaSchedule, Prediction, TimestepFormat
+from guided_diffusion.dit_common import DIT_SIZES
+from guided_diffusion.dit_i23d import I23DDiT
+from guided_diffusion.dit_t23d import T23DDiT
+from guided_diffusion.flow_matching import FlowMatching, TimeSampling
+from guided_diffusion.guidance import I23D_STREAM_DROP, T23D_CAPTION_DROP
+from guided_diffusion.samplers import Sampler
+
+# Diffusion latent = VAE latent / divider; decoding multiplies it back (spec §4). The released Objaverse T23D and
+# I23D models use 0.96806; the code never computed it (presumably ≈ the latent std).
+RELEASE_LATENT_DIVIDER = 0.96806
+
+
+def to_diffusion_latent(vae_latent: torch.Tensor, divider: float) -> torch.Tensor:
+    return vae_latent / divider
+
+
+def from_diffusion_latent(latent: torch.Tensor, divider: float) -> torch.Tensor:
+    return latent * divider
+
+
+class DenoiserArch(str, Enum):
+    DIT_T23D = "dit_t23d"
+    DIT_I23D = "dit_i23d"
+
+
+class Process(str, Enum):
+    DDPM = "ddpm"
+    FLOW_MATCHING = "flow_matching"
+
+
+@dataclass
+class T23DConfig:
+    """`T23DDiT` keywords. Defaults: the release DiT-L/2 on the (12, 32, 32) latent with CLIP-L text tokens."""
+
+    arch: ClassVar[DenoiserArch] = DenoiserArch.DIT_T23D
+    depth: int = 24
+    hidden_size: int = 1024
+    num_heads: int = 16
+    patch_size: int = 2
+    mlp_ratio: float = 4.0
+    latent_channels: int = 4
+    latent_size: int = 32
+    planes: int = 3
+    context_dim: int = 768  # text-token width
+
+    @classmethod
+    def from_size(cls, size: str, **overrides) -> T23DConfig:
+        """A named DiT size ("S", "B", "L", "XL") plus overrides."""
+        return cls(**{**dataclasses.asdict(DIT_SIZES[size]), **overrides})
+
+
+@dataclass
+class I23DConfig:
+    """`I23DDiT` keywords. Defaults: the release DiT-PixArt-L/2 with CLIP ViT-L/14 + DINOv2-L tokens."""
+
+    arch: ClassVar[DenoiserArch] = DenoiserArch.DIT_I23D
+    depth: int = 24
+    hidden_size: int = 1024
+    num_heads: int = 16
+    patch_size: int = 2
+    mlp_ratio: float = 4.0
+    latent_channels: int = 4
+    latent_size: int = 32
+    planes: int = 3
+    clip_dim: int = 1024  # CLIP patch-token width (first channels of crossattn)
+    dino_dim: int = 1024  # DINOv2 patch-token width (the remaining channels)
+    pooled_dim: int = 768  # pooled CLIP vector
+    keep_released_unused: bool = False  # hold the released never-read tensors (release preset only)
+
+    @classmethod
+    def from_size(cls, size: str, **overrides) -> I23DConfig:
+        return cls(**{**dataclasses.asdict(DIT_SIZES[size]), **overrides})
+
+
+DenoiserConfig = T23DConfig | I23DConfig
+_DENOISER_CONFIGS: dict[DenoiserArch, type] = {c.arch: c for c in (T23DConfig, I23DConfig)}
+_DENOISERS: dict[DenoiserArch, type[nn.Module]] = {DenoiserArch.DIT_T23D: T23DDiT, DenoiserArch.DIT_I23D: I23DDiT}
+
+
+@dataclass
+class DiffusionConfig:
+    """Process, training and sampling settings. DDPM uses beta_schedule … timestep_format; flow matching uses
+    time_sampling. `condition_dropout` is the CFG training drop rate: per caption for T23D, per stream for I23D."""
+
+    process: Process = Process.DDPM
+    beta_schedule: BetaSchedule = BetaSchedule.SCALED_LINEAR
+    num_timesteps: int = 1000
+    prediction: Prediction = Prediction.EPS
+    timestep_format: TimestepFormat = TimestepFormat.INDEX
+    time_sampling: TimeSampling = TimeSampling.LOGNORMAL
+    sampler: Sampler = Sampler.EULER_EDM
+    num_steps: int = 250
+    guidance_scale: float = 6.5
+    condition_dropout: float = T23D_CAPTION_DROP
+    latent_divider: float = RELEASE_LATENT_DIVIDER
+
+
+def _from_dict(cls: type, data: dict):
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kind = hints[f.name]
+            kwargs[f.name] = kind(data[f.name]) if isinstance(kind, type) and issubclass(kind, Enum) else data[f.name]
+    return cls(**kwargs)
+
+
+@dataclass
+class Stage2Config:
+    name: str
+    denoiser: DenoiserConfig
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "denoiser": {"arch": self.denoiser.arch.value, **dataclasses.asdict(self.denoiser)},
+            "diffusion": {k: v.value if isinstance(v, Enum) else v
+                          for k, v in dataclasses.asdict(self.diffusion).items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Stage2Config:
+        denoiser = dict(data["denoiser"])
+        arch = DenoiserArch(denoiser.pop("arch"))
+        return cls(name=data["name"], denoiser=_from_dict(_DENOISER_CONFIGS[arch], denoiser),
+                   diffusion=_from_dict(DiffusionConfig, data["diffusion"]))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Stage2Config:
+        return cls.from_dict(json.loads(text))
+
+
+def build_denoiser(cfg: DenoiserConfig) -> nn.Module:
+    return _DENOISERS[cfg.arch](**dataclasses.asdict(cfg))
+
+
+def build_process(cfg: DiffusionConfig) -> DDPM | FlowMatching:
+    if cfg.process is Process.DDPM:
+        return DDPM(cfg.beta_schedule, cfg.num_timesteps, cfg.prediction, cfg.timestep_format)
+    return FlowMatching(cfg.time_sampling)
+
+
+def _t23d_diffusion(**overrides) -> DiffusionConfig:
+    """The released T23D process: ε-prediction DDPM, scaled-linear β, 250 Euler-EDM steps, CFG 6.5."""
+    return DiffusionConfig(**overrides)
+
+
+def _i23d_diffusion(**overrides) -> DiffusionConfig:
+    """The released I23D process: linear-path flow matching, lognormal t, dopri5 over 250 output times, CFG 4."""
+    base = dict(process=Process.FLOW_MATCHING, sampler=Sampler.DOPRI5, num_steps=250, guidance_scale=4.0,
+                condition_dropout=I23D_STREAM_DROP)
+    return DiffusionConfig(**{**base, **overrides})
+
+
+# Tiny: ≈1–3 M parameters on a (12, 16, 16) latent, for CPU tests. Small: DiT-S/2 (≈40 M) on the full latent,
+# minutes of GPU training. Both use divider 1: set it to the std of your own VAE's latents.
+PRESETS: dict[str, Callable[[], Stage2Config]] = {
+    "t23d": lambda: Stage2Config("t23d", T23DConfig.from_size("L"), _t23d_diffusion()),
+    "i23d": lambda: Stage2Config("i23d", I23DConfig.from_size("L", keep_released_unused=True), _i23d_diffusion()),
+    # The DiT-B/2 T23D of the release training script (objaverse-dit.sh), divider 0.90.
+    "t23d-b": lambda: Stage2Config("t23d-b", T23DConfig.from_size("B"), _t23d_diffusion(latent_divider=0.90)),
+    "t23d-small": lambda: Stage2Config("t23d-small", T23DConfig.from_size("S"), _t23d_diffusion(latent_divider=1.0)),
+    "i23d-small": lambda: Stage2Config("i23d-small", I23DConfig.from_size("S"), _i23d_diffusion(latent_divider=1.0)),
+    "t23d-tiny": lambda: Stage2Config(
+        "t23d-tiny",
+        T23DConfig(depth=6, hidden_size=128, num_heads=4, latent_size=16, context_dim=64),
+        _t23d_diffusion(num_steps=50, latent_divider=1.0)),
+    "i23d-tiny": lambda: Stage2Config(
+        "i23d-tiny",
+        I23DConfig(depth=6, hidden_size=128, num_heads=4, latent_size=16, clip_dim=64, dino_dim=64, pooled_dim=64),
+        _i23d_diffusion(num_steps=50, latent_divider=1.0)),
+}
+
+
+def preset(name: str) -> Stage2Config:
+    """A fresh copy of a named preset."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown stage-2 preset {name!r}; known: {sorted(PRESETS)}")
+    return PRESETS[name]()

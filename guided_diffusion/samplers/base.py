@@ -1,0 +1,39 @@
+"""The fixed-grid sampler loop all samplers share (dopri5 overrides `run`, its grid is only for output)."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import torch
+
+# (x (B, ...), time (B,)) -> guided prediction: D for DDPM samplers (time = σ), velocity for flow (time = t).
+Guided = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# Receives (k, x_k): the state at grid point k = 1..num_steps (grid point 0 is the initial state).
+Callback = Callable[[int, torch.Tensor], None]
+
+
+class FixedStepSampler(ABC):
+    """`init(noise)` gives the state at grid point 0; `step(fn, i, x)` moves it from grid point i to i + 1."""
+
+    num_steps: int
+
+    def init(self, noise: torch.Tensor) -> torch.Tensor:
+        return noise
+
+    @abstractmethod
+    def step(self, fn: Guided, i: int, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        ...
+
+    def run(self, fn: Guided, noise: torch.Tensor, callback: Callback | None = None,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+        x = self.init(noise)
+        for i in range(self.num_steps):
+            x = self.step(fn, i, x, generator)
+            if callback is not None:
+                callback(i + 1, x)
+        return x
+
+
+def batch_time(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A scalar time/σ broadcast to `(B,)` on x's device."""
+    return value.to(device=x.device, dtype=torch.float32).expand(x.shape[0])
