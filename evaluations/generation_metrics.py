@@ -121,7 +121,7 @@ def one_nn_accuracy(d_sr: torch.Tensor, d_ss: torch.Tensor, d_rr: torch.Tensor) 
     labels = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(m, dtype=torch.bool)])
     nearest = full == full.min(dim=1, keepdim=True).values  # (n+m, n+m), several True on ties
     same_label = labels[None, :] == labels[:, None]
-    correct = (nearest & same_label).sum(dim=1) / nearest.sum(dim=1)
+    correct = (nearest & same_label).sum(dim=1).double() / nearest.sum(dim=1)
     return 100.0 * correct.mean().item()
 
 

@@ -101,9 +101,12 @@ class DDPM:
         return a * x0 + s * noise
 
     def sigma_to_index(self, sigma: torch.Tensor) -> torch.Tensor:
-        """Nearest table index for each σ `(B,)`."""
+        """Nearest table index for each σ `(B,)` (ties go to the lower index)."""
         table = self.sigmas.to(sigma.device)
-        return (sigma[None].float() - table[:, None]).abs().argmin(dim=0)
+        sigma = sigma.float()
+        upper = torch.searchsorted(table, sigma.contiguous()).clamp(1, len(table) - 1)
+        lower = upper - 1
+        return torch.where((sigma - table[lower]).abs() <= (table[upper] - sigma).abs(), lower, upper)
 
     def denoise(self, model: Model, x: torch.Tensor, sigma: torch.Tensor, context: dict) -> torch.Tensor:
         """D(x, σ): the x0 estimate at σ-space state x `(B, ...)`, σ `(B,)` (sgm `DiscreteDenoiser`).

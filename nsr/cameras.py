@@ -44,7 +44,7 @@ def look_at(position: torch.Tensor, target: torch.Tensor | None = None, up: torc
     """OpenCV cam2world `(..., 4, 4)` for cameras at `position (..., 3)` looking at `target` (origin), z-up world.
 
     For a camera looking straight along ±up (top and bottom views) the up hint is replaced by world -x, so that
-    image-up points along +x, continuing the azimuth-0 view of the rings over the pole.
+    image-up points along -x (for the top view this continues the azimuth-0 ring over the pole).
     """
     dtype = position.dtype
     if target is None:

@@ -212,7 +212,8 @@ def _tree(b: _Builder) -> Draft:
         for k in range(int(b.rng.integers(0, 3))):
             a = math.radians(k * 137.0 + b.u(0, 60))
             r = radius * b.u(0.5, 0.7)
-            b.add("sphere", (r,), (0.7 * radius * math.cos(a), 0.7 * radius * math.sin(a), top + 0.6 * radius), "canopy")
+            offset = (0.7 * radius * math.cos(a), 0.7 * radius * math.sin(a), top + 0.6 * radius)
+            b.add("sphere", (r,), offset, "canopy")
     return Draft(b.parts, "canopy", {"trunk": GroupNoun("trunk")})
 
 

@@ -39,7 +39,7 @@ def decode_image(data: bytes) -> np.ndarray:
             image.load()
             return np.asarray(image)
     except (OSError, SyntaxError, ValueError) as error:  # PIL reports truncation/corruption as these
-        raise ValueError(f"not a decodable image ({error})") from error
+        raise ValueError(f"not a decodable image ({type(error).__name__})") from error
 
 
 def split_rgba(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

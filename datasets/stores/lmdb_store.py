@@ -28,8 +28,7 @@ import numpy as np
 from datasets.errors import BadSampleError
 from datasets.record import ObjectRecord, foreground_bbox
 from datasets.stores.base import ObjectStore, StoreWriter, ViewSelector
-from datasets.stores.codecs import (array_bytes, bytes_array, decode_image, encode_png, rgba_uint8,
-                                    split_rgba)
+from datasets.stores.codecs import array_bytes, bytes_array, decode_image, encode_png, rgba_uint8, split_rgba
 
 DEFAULT_MAP_SIZE = 1 << 40  # address space only: LMDB files grow with the data
 

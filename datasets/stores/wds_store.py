@@ -100,9 +100,10 @@ class WdsStore(ObjectStore):
             entries, damage = index_shard(path)
             if damage is not None:
                 if not skip_bad:
-                    raise BadSampleError(str(path), f"{damage}; {len(entries)} complete samples precede it")
+                    raise BadSampleError(str(path), f"{damage} after {len(entries)} intact samples")
                 self.skipped += 1
-                logger.warning("skipping the damaged end of %s: %s (kept %d samples)", path, damage, len(entries))
+                logger.warning("skipping the damaged end of %s: %s after %d intact samples", path, damage,
+                               len(entries))
             self.index.extend((shard_id, key, offset, size) for key, offset, size in entries)
         self._files: dict[int, object] = {}
         self._pid = None

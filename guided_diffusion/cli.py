@@ -1,0 +1,120 @@
+"""What `scripts/sample_t23d.py` and `scripts/sample_i23d.py` share: flags, settings, the output loop, error lines."""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from guided_diffusion.pipeline import GenerationSettings, Pipeline, export_object
+
+# Errors a user can cause and fix; they end the program with one line instead of a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, KeyError,
+                                                RuntimeError)
+
+
+def add_generation_args(parser: argparse.ArgumentParser) -> None:
+    d = GenerationSettings()
+    parser.add_argument("--out", required=True, help="output folder (created; existing files are never replaced)")
+    parser.add_argument("--ckpt", default=None,
+                        help="pipeline folder, stage-2 run, released file or alias released-t23d / released-i23d "
+                             "(default: the embedded procedural model)")
+    parser.add_argument("--seed", type=int, default=d.seed, help="sample j of every input uses seed + j")
+    parser.add_argument("--num-samples", type=int, default=d.num_samples, help="samples per input")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the checkpoint's)")
+    parser.add_argument("--cfg-scale", type=float, default=None, help="classifier-free guidance scale")
+    parser.add_argument("--sampler", default=None, help="sampler name (default: the checkpoint's; see --list-samplers)")
+    parser.add_argument("--list-samplers", action="store_true", help="print the samplers this checkpoint accepts")
+    parser.add_argument("--device", default="auto", help="cuda, cpu, mps or auto")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="samples denoised together")
+    parser.add_argument("--video-views", type=int, default=d.video_views)
+    parser.add_argument("--video-resolution", type=int, default=d.video_resolution)
+    parser.add_argument("--video-fps", type=float, default=d.video_fps)
+    parser.add_argument("--mesh-resolution", type=int, default=d.mesh_resolution)
+    parser.add_argument("--mesh-level", type=float, default=d.mesh_level, help="iso-level on raw density")
+    parser.add_argument("--mesh-faces", type=int, default=None, help="decimate meshes to at most this many faces")
+    parser.add_argument("--chunk-size", type=int, default=d.mesh_chunk, help="points per field query")
+
+
+def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
+    names = {f.name for f in fields(GenerationSettings)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    values["mesh_chunk"] = args.chunk_size
+    return GenerationSettings(**values)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if torch.backends.mps.is_available() else torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA device is visible; use --device cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps was asked for but MPS is not available; use --device cpu")
+    return torch.device(name)
+
+
+def slug(text: str, limit: int = 48) -> str:
+    """A file-name-safe version of a prompt or image name."""
+    s = re.sub(r"[^a-zA-Z0-9]+", "_", text.strip().lower()).strip("_")
+    return (s[:limit].rstrip("_") or "sample")
+
+
+def unique_stem(out_dir: Path, base: str) -> str:
+    """`base`, or `base-1`, `base-2`, … so that no file `<stem>.*` exists yet in `out_dir`."""
+    stem, k = base, 0
+    while any(out_dir.glob(f"{glob_escape(stem)}.*")):
+        k += 1
+        stem = f"{base}-{k}"
+    return stem
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([\[\]*?])", r"[\1]", text)
+
+
+def run(task: str, args: argparse.Namespace, load_conditions: Callable[[], tuple[list, list[str]]],
+        conditioner_kwargs: dict) -> list[dict]:
+    """Load the pipeline, generate every (input, sample) and export it; returns the export records."""
+    device = pick_device(args.device)
+    t0 = time.perf_counter()
+    pipeline = Pipeline.from_checkpoint(args.ckpt, task, device, **conditioner_kwargs)
+    if args.list_samplers:
+        print(" ".join(pipeline.samplers))
+        return []
+    settings = pipeline.resolve(settings_from_args(args))
+    load_s = time.perf_counter() - t0
+    conditions, labels = load_conditions()
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    with tqdm(total=len(conditions) * settings.num_samples, desc=f"{task}", unit="object") as bar:
+        for start in range(0, len(conditions), max(1, settings.batch_size // settings.num_samples)):
+            chunk = slice(start, start + max(1, settings.batch_size // settings.num_samples))
+            for obj in pipeline.generate(conditions[chunk], labels[chunk], settings):
+                stem = unique_stem(out_dir, f"{slug(obj.label)}_seed{settings.seed + obj.sample_index}")
+                record = {"command": " ".join(sys.argv), "load_s": load_s}
+                results.append(export_object(pipeline, obj, out_dir, stem, settings, record))
+                bar.update(1)
+    for r in results:
+        print(f"wrote {r['paths']['mp4'] if 'mp4' in r['paths'] else r['paths']['json']} "
+              f"({r['record']['mesh']['faces']} faces)")
+    return results
+
+
+def main_guard(fn: Callable[[], object]) -> int:
+    """Run `fn`; a user error becomes one line on stderr and exit code 2."""
+    try:
+        fn()
+    except USER_ERRORS as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,202 @@
+"""End-to-end generation: condition → latent sampling → VAE decode → turntable video and mesh.
+
+`Pipeline.from_checkpoint(ckpt, task)` loads any supported checkpoint (see `checkpoints/loader.py`);
+`pipeline.generate(inputs, settings)` returns one `GeneratedObject` per (input, sample); `export_object` writes its
+video, mesh, preview and JSON record. The CLIs (`scripts/sample_*.py`) and the gradio app are thin layers over this.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from checkpoints.loader import LoadedModels, load_models
+from guided_diffusion.config import build_process, from_diffusion_latent
+from guided_diffusion.samplers import DDPM_SAMPLERS, Sampler, sample
+from nsr.cameras import turntable
+from nsr.mesh import Mesh, extract_mesh, save_mesh
+from utils.media import compose_rgb_depth, write_image, write_json_record, write_video
+
+
+@dataclass
+class GenerationSettings:
+    """Every knob of one generation run; stored verbatim in each output's JSON record."""
+
+    seed: int = 0
+    num_samples: int = 1
+    steps: int | None = None  # None: the checkpoint's default
+    cfg_scale: float | None = None  # None: the checkpoint's default
+    sampler: str | None = None  # None: the checkpoint's default (released: euler_edm / dopri5)
+    batch_size: int = 4
+    video_views: int = 24
+    video_resolution: int = 256
+    video_fps: float = 15.0
+    video_formats: tuple[str, ...] = ("mp4", "gif")
+    mesh_resolution: int = 192
+    mesh_level: float = 10.0
+    mesh_chunk: int = 2**18
+    mesh_formats: tuple[str, ...] = ("glb", "obj", "ply")
+    mesh_faces: int | None = None  # decimate to at most this many faces
+
+
+@dataclass
+class GeneratedObject:
+    """One sample: its VAE latent `(3C, h, w)`, triplane `(3F, R, R)`, and how long each stage took."""
+
+    label: str  # prompt or image name
+    sample_index: int
+    latent: torch.Tensor
+    triplane: torch.Tensor
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Pipeline:
+    def __init__(self, models: LoadedModels, device: torch.device):
+        self.models = models
+        self.device = device
+        self.task = models.task
+        self.process = build_process(models.stage2.diffusion)
+        self.diffusion = models.stage2.diffusion
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: str | os.PathLike | None = None, task: str = "t23d",
+                        device: str | torch.device = "cpu", **conditioner_kwargs) -> Pipeline:
+        device = torch.device(device)
+        return cls(load_models(ckpt, task, device, **conditioner_kwargs), device)
+
+    @property
+    def samplers(self) -> list[str]:
+        """Sampler names valid for this checkpoint's diffusion process."""
+        ddpm = self.diffusion.process.value == "ddpm"
+        return [s.value for s in Sampler if (s in DDPM_SAMPLERS) == ddpm]
+
+    def resolve(self, settings: GenerationSettings) -> GenerationSettings:
+        """Fill the checkpoint defaults into `settings` and validate the sampler."""
+        sampler = settings.sampler or self.diffusion.sampler.value
+        if sampler not in self.samplers:
+            raise ValueError(f"unknown sampler {sampler!r} for this {self.task} checkpoint; "
+                             f"choose one of {', '.join(self.samplers)}")
+        steps = settings.steps if settings.steps is not None else self.diffusion.num_steps
+        cfg = settings.cfg_scale if settings.cfg_scale is not None else self.diffusion.guidance_scale
+        if steps < 1:
+            raise ValueError(f"--steps must be at least 1, got {steps}")
+        return GenerationSettings(**{**asdict(settings), "sampler": sampler, "steps": steps, "cfg_scale": cfg})
+
+    def _noise(self, count: int, seed: int) -> torch.Tensor:
+        """Seeded N(0, I) latents on the CPU (identical on every device), moved to the device."""
+        shape = (count, *self.models.vae.config.latent_shape)
+        return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(self.device)
+
+    @torch.no_grad()
+    def sample_latents(self, conditions: list, settings: GenerationSettings) -> torch.Tensor:
+        """VAE latents `(len(conditions)·num_samples, 3C, h, w)`, sample-major per condition.
+
+        conditions: prompts (T23D) or images `(3, H, W)` in [-1, 1] (I23D). Noise for condition i, sample j comes
+        from seed `settings.seed + j`, so a prompt's samples do not depend on which other prompts run with it.
+        """
+        s = self.resolve(settings)
+        items = [(c, j) for c in conditions for j in range(s.num_samples)]
+        out = []
+        for start in range(0, len(items), s.batch_size):
+            chunk = items[start:start + s.batch_size]
+            if self.task == "t23d":
+                context = self.models.conditioner([c for c, _ in chunk])
+            else:
+                context = self.models.conditioner(torch.stack([c for c, _ in chunk]).to(self.device))
+            context = {k: v.to(self.device) for k, v in context.items()}
+            noise = torch.cat([self._noise(1, s.seed + j) for _, j in chunk])
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                x = sample(self.models.denoiser, self.process, noise, context, sampler=s.sampler,
+                           num_steps=s.steps, guidance_scale=s.cfg_scale,
+                           uncond=self.models.conditioner.null_condition(len(chunk), self.device))
+            out.append(from_diffusion_latent(x.float(), self.diffusion.latent_divider))
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents `(B, 3C, h, w)` → triplanes `(B, 3F, R, R)`."""
+        return self.models.vae.decode(latents.to(self.device))
+
+    def generate(self, conditions: list, labels: list[str], settings: GenerationSettings) -> list[GeneratedObject]:
+        s = self.resolve(settings)
+        _sync(self.device)
+        t0 = time.perf_counter()
+        latents = self.sample_latents(conditions, s)
+        _sync(self.device)
+        t1 = time.perf_counter()
+        triplanes = self.decode(latents)
+        _sync(self.device)
+        t2 = time.perf_counter()
+        per_sample = {"sampling_s": (t1 - t0) / len(latents), "decode_s": (t2 - t1) / len(latents)}
+        items = [(label, j) for label in labels for j in range(s.num_samples)]
+        return [GeneratedObject(label, j, latents[i].cpu(), triplanes[i:i + 1], dict(per_sample))
+                for i, (label, j) in enumerate(items)]
+
+    @torch.no_grad()
+    def turntable_frames(self, triplane: torch.Tensor, views: int, resolution: int) -> list[np.ndarray]:
+        """[RGB | viridis depth] frames `(R, 2R, 3)` uint8 for a turntable around the object."""
+        cameras = turntable(views).to(self.device)
+        frames = []
+        for cam in cameras.split(4):
+            out = self.models.vae.render(triplane, cam[None], resolution, deterministic=True)
+            for rgb, depth in zip(out["rgb"][0], out["depth"][0]):
+                frames.append(compose_rgb_depth(rgb.float().cpu(), depth.float().cpu()))
+        return frames
+
+    @torch.no_grad()
+    def mesh(self, triplane: torch.Tensor, settings: GenerationSettings) -> Mesh:
+        vae = self.models.vae
+        half = vae.config.renderer.sample_bbox or vae.config.renderer.box_warp / 2
+
+        def query(points: torch.Tensor) -> dict:
+            out = vae.query(triplane, points[None].to(self.device))
+            return {"sigma": out["sigma"][0], "rgb": out["rgb"][0]}
+
+        return extract_mesh(query, resolution=settings.mesh_resolution, level=settings.mesh_level,
+                            chunk_size=settings.mesh_chunk, bbox=(-half, half), device=self.device,
+                            target_faces=settings.mesh_faces)
+
+
+def export_object(pipeline: Pipeline, obj: GeneratedObject, out_dir: str | os.PathLike, stem: str,
+                  settings: GenerationSettings, record: dict) -> dict:
+    """Write `<stem>.{mp4,gif,png,glb,obj,ply,json}` for one sample; never overwrites. Returns the paths + record."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    s = pipeline.resolve(settings)
+    paths: dict[str, str] = {}
+    t0 = time.perf_counter()
+    frames = pipeline.turntable_frames(obj.triplane, s.video_views, s.video_resolution)
+    obj.timings["render_s"] = time.perf_counter() - t0
+    for fmt in s.video_formats:
+        paths[fmt] = str(write_video(out_dir / f"{stem}.{fmt}", frames, fps=s.video_fps))
+    paths["png"] = str(write_image(out_dir / f"{stem}.png", frames[0]))
+    t0 = time.perf_counter()
+    mesh = pipeline.mesh(obj.triplane, s)
+    obj.timings["mesh_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for fmt in s.mesh_formats:
+        paths[fmt] = str(save_mesh(mesh, out_dir / f"{stem}.{fmt}"))
+    obj.timings["mesh_write_s"] = time.perf_counter() - t0
+    full_record = {
+        **record,
+        "label": obj.label,
+        "sample_index": obj.sample_index,
+        "seed": s.seed + obj.sample_index,
+        "checkpoint": pipeline.models.source,
+        "task": pipeline.task,
+        "settings": asdict(s),
+        "mesh": {"vertices": mesh.stats.vertices, "faces": mesh.stats.faces, "watertight": mesh.stats.watertight},
+        "timings_s": obj.timings,
+        "files": {k: Path(v).name for k, v in paths.items()},
+    }
+    paths["json"] = str(write_json_record(out_dir / f"{stem}.json", full_record))
+    return {"paths": paths, "record": full_record}
