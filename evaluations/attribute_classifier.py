@@ -5,6 +5,7 @@ from the grammar), then classifies renders of generated objects and compares wit
 shared convolutional trunk feeds two linear heads (category logits, colour logits). Images of any size are resized
 to `input_size` first, so renders and training images need not match in resolution.
 """
+
 from __future__ import annotations
 
 import torch
@@ -14,9 +15,7 @@ from torch import nn
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
     # GroupNorm rather than BatchNorm: predictions must not depend on batch composition or train/eval statistics.
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.SiLU(), nn.MaxPool2d(2)
-    )
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.SiLU(), nn.MaxPool2d(2))
 
 
 class AttributeClassifier(nn.Module):

@@ -9,10 +9,12 @@ records the reason instead of a number.
 Features are extracted once per image and then fed to torchmetrics' FID and KID through an identity extractor, so
 both metrics share one Inception pass; a stand-in extractor can be injected the same way (tests do).
 """
+
 from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -92,7 +94,10 @@ def fid_kid_from_features(
     identity.num_features = real.shape[1]  # tells torchmetrics the feature size without a dummy forward
     fid = FrechetInceptionDistance(feature=identity)
     subset_size = min(kid_subset_size, len(real), len(fake))
-    kid = KernelInceptionDistance(feature=identity, subsets=kid_subsets, subset_size=subset_size)
+    with warnings.catch_warnings():
+        # Its "keeps all features in memory" warning is moot: the features are already in memory here.
+        warnings.simplefilter("ignore", UserWarning)
+        kid = KernelInceptionDistance(feature=identity, subsets=kid_subsets, subset_size=subset_size)
     for metric in (fid, kid):
         metric.update(real.double(), real=True)
         metric.update(fake.double(), real=False)

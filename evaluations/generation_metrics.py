@@ -14,8 +14,10 @@ Definitions follow the PointFlow / LION evaluation. With S the generated set (n 
 CD is the PointFlow / LION Chamfer distance: mean squared nearest-neighbour distance a→b plus b→a, i.e. twice
 `nsr.mesh.chamfer_distance(a, b)["l2"]`, so MMD values compare with the numbers in those papers (which usually print
 MMD-CD × 10³). On the CPU each pair goes through `nsr.mesh.chamfer_distance` (KD-trees: ~5 ms per pair of 4096-point
-clouds); on a GPU pairs are batched through a brute-force nearest-neighbour search that gives the same values.
+clouds); on a GPU pairs are batched through a brute-force nearest-neighbour search that gives the same values
+(to float32 precision).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence

@@ -5,16 +5,21 @@ per-image output, so `reduction="none"` returns a tensor shaped like the leading
 0-d tensor. The value range is never guessed: PSNR takes `data_range` (2.0 for images in [-1, 1], 1.0 for [0, 1]),
 SSIM the (low, high) range (it is not shift-invariant), LPIPS expects [-1, 1].
 """
+
 from __future__ import annotations
 
 import functools
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 import utils  # noqa: F401  (installs the torchvision shim before lpips imports torchvision)
+
+if TYPE_CHECKING:
+    import lpips
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -109,7 +114,7 @@ def lpips_backbone_path(net: str = "alex") -> Path:
 
 
 @functools.cache
-def load_lpips(net: str = "alex"):
+def load_lpips(net: str = "alex") -> lpips.LPIPS | None:
     """The lpips model for `net` in eval mode, or None (with one warning per net) when its backbone is not on disk.
 
     A randomly initialised backbone is never used: its distances would look like numbers but mean nothing.
@@ -137,8 +142,8 @@ def lpips_distance(
     if model is None:
         return None
     p, t, lead = _flatten_images(pred, target)
-    device = next(model.parameters()).device
-    per_image = model(p.to(device), t.to(device)).flatten().to(pred.device)
+    model.to(p.device)  # the cached model follows the images (a no-op once it is there)
+    per_image = model(p, t).flatten()
     return _reduce(per_image, lead, reduction)
 
 

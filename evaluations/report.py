@@ -4,6 +4,7 @@ Everything is written through `utils.media.atomic_output` (temporary file, then 
 never leaves a truncated metrics.json or PNG, and, as for every writer in the project, existing files are only
 replaced with `overwrite=True`. Plots are drawn with PIL to avoid a plotting dependency.
 """
+
 from __future__ import annotations
 
 import json

@@ -33,7 +33,8 @@ class ResnetBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Pad right/bottom by one, then a stride-2 conv3×3 (the LDM asymmetric downsampling): `(N,C,H,W)` → `(N,C,H/2,W/2)`."""
+    """Pad right/bottom by one, then a stride-2 conv3×3 (LDM's asymmetric downsampling): `(N,C,H,W)` → `(N,C,H/2,W/2)`.
+    """
 
     def __init__(self, channels: int):
         super().__init__()

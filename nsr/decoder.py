@@ -34,8 +34,7 @@ class LatentPatchEmbed(nn.Module):
     """Conv(3·C → 3·width, k = s = patch, groups 3) → tokens `(B, 3·T², width)`, plane-major (n·T² + row·T + col).
 
     Output channel o is read as (feature o // 3, plane o % 3). With the channel-major latent, group g reads latent
-    channels [g·C, (g+1)·C), which mixes planes: a released quirk kept as is. patch 1 with kernel 1 is a per-pixel
-    linear embedding.
+    channels [g·C, (g+1)·C), which mixes planes: a released quirk kept as is.
     """
 
     def __init__(self, latent_channels: int, width: int, patch_size: int):
@@ -64,7 +63,8 @@ class LatentTokenEmbed(nn.Module):
 class AdaLNBlock(nn.Module):
     """DiT block with per-token adaLN-Zero: x += g_a·Attn(LN(x)(1+s_a)+b_a); x += g_m·MLP(LN(x)(1+s_m)+b_m).
 
-    LN without affine, eps 1e-6; bias-free exact-GELU MLP (spec §13); modulation = SiLU → Linear, zero-initialised.
+    LN without affine, eps 1e-6; bias-free exact-GELU MLP (spec §13); modulation = SiLU → Linear (zeroed by
+    `TriplaneDiT`, so every block starts as the identity).
     """
 
     def __init__(self, width: int, num_heads: int):

@@ -50,9 +50,10 @@ class GaussianPosteriorHead(nn.Module):
         self.soft_clamp = soft_clamp
 
     def forward(self, moments: torch.Tensor) -> Posterior:
-        """moments `(B, 6·C, h, w)` → Posterior with mean/logvar `(B, C, 3, h·w)`."""
+        """moments `(B, 6·C, h, w)` → Posterior with float32 mean/logvar `(B, C, 3, h·w)` (also under autocast,
+        so that the KL and the sample are computed in full precision)."""
         b, _, h, w = moments.shape
-        m = self.conv(moments).reshape(b, -1, 3, h * w)
+        m = self.conv(moments).float().reshape(b, -1, 3, h * w)
         mean, logvar = m.chunk(2, dim=1)
         logvar = self.soft_clamp * torch.tanh(logvar / self.soft_clamp)
         return Posterior(mean, logvar, (h, w))

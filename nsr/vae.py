@@ -38,8 +38,12 @@ class TriplaneVAE(nn.Module):
 
     def render(self, triplane: torch.Tensor, cameras: torch.Tensor, resolution: int,
                patch: PatchLayout | None = None, deterministic: bool = False,
-               generator: torch.Generator | None = None, chunk: int | None = None) -> dict:
-        """See `TriplaneRenderer.render`: rgb `(B, N, 3, P, P)` in [-1, 1], depth, alpha, weights."""
+               generator: torch.Generator | None = None, chunk: int | None = 16384) -> dict:
+        """See `TriplaneRenderer.render`: rgb `(B, N, 3, P, P)` in [-1, 1], depth, alpha, weights.
+
+        Rays are marched `chunk` per batch item at a time (about 2.5 GB of float32 temporaries at 128 samples), so
+        any resolution fits without grad; deterministic renders do not depend on `chunk`. None: one pass.
+        """
         return self.renderer.render(triplane, cameras, resolution, patch=patch, deterministic=deterministic,
                                     generator=generator, chunk=chunk)
 

@@ -1,7 +1,7 @@
 """Procedural objects → rendered `ObjectRecord`s, batched so a GPU renders many objects × views per call."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -35,15 +35,15 @@ def object_labels(spec: ObjectSpec) -> dict:
     return dict(spec.labels, spec=spec_dict)
 
 
-def render_records(indices: Sequence[int], config: GenerationConfig) -> list[ObjectRecord]:
-    """Generate and render the objects `indices` of dataset `config.seed`, returned in the order given.
+def render_batches(indices: Sequence[int], config: GenerationConfig) -> Iterator[list[ObjectRecord]]:
+    """Generate and render the objects `indices` of dataset `config.seed`, one rendered batch at a time.
 
-    Objects are batched by category: a batch of one category pads every primitive table far less than a mixed one.
+    Objects are batched by category (a batch of one category pads every primitive table far less than a mixed one),
+    so records come out grouped by category, in index order within a category.
     """
     specs = [generate_object(config.seed, int(i)) for i in indices]
     order = sorted(range(len(specs)), key=lambda k: (specs[k].category, k))
     view_ids = torch.tensor(config.view_ids, dtype=torch.long)
-    records: list[ObjectRecord | None] = [None] * len(specs)
     start = 0
     while start < len(order):
         stop = start + 1
@@ -58,11 +58,18 @@ def render_records(indices: Sequence[int], config: GenerationConfig) -> list[Obj
         normal = out.normal.permute(0, 1, 3, 4, 2).float().cpu().numpy()
         alpha = out.alpha[:, :, 0].float().cpu().numpy()
         depth = out.depth[:, :, 0].float().cpu().numpy()
-        for j, k in enumerate(order[start:stop]):
-            spec = specs[k]
-            records[k] = ObjectRecord(
-                object_id=procedural_object_id(spec), view_ids=view_ids.numpy().copy(),
-                cameras=cameras[j].numpy(), color=color[j], alpha=alpha[j], depth=depth[j], normal=normal[j],
-                caption=spec.labels["captions"][0], labels=object_labels(spec))
+        yield [ObjectRecord(object_id=procedural_object_id(spec), view_ids=view_ids.numpy().copy(),
+                            cameras=cameras[j].numpy(), color=color[j], alpha=alpha[j], depth=depth[j],
+                            normal=normal[j], caption=spec.labels["captions"][0], labels=object_labels(spec))
+               for j, spec in enumerate(batch)]
         start = stop
+
+
+def render_records(indices: Sequence[int], config: GenerationConfig) -> list[ObjectRecord]:
+    """Rendered records of the objects `indices`, in the order given."""
+    position = {int(i): k for k, i in enumerate(indices)}
+    records: list[ObjectRecord | None] = [None] * len(position)
+    for batch in render_batches(indices, config):
+        for record in batch:
+            records[position[record.labels["spec"]["index"]]] = record
     return records

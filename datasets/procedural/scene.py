@@ -1,8 +1,8 @@
 """A batch of procedural objects as tensors, so one call evaluates the SDF of many objects at once.
 
 Parts are grouped by primitive type into padded tables `(B, P_t, ...)`. Moving points into every part's frame of one
-type is a single batched matmul: local = R·(p − c) = p·Rᵀ − R·c, with all parts' Rᵀ stacked side by side. Padding
-parts sit far away, so they never win the union's minimum.
+type is one affine map for all parts at once: local = Rᵀ(p − c), with all parts' rotations stacked side by side.
+Padding parts sit far away, so they never win the union's minimum.
 """
 from __future__ import annotations
 
@@ -58,7 +58,12 @@ class SDFScene:
 
     def _distances(self, table: dict, points: torch.Tensor) -> torch.Tensor:
         """Distances to every part of one type, `(B, N, P_t)`."""
-        local = torch.baddbmm(table["bias"], points, table["weight"])
+        # three multiply-adds rather than a matmul: a matmul may run in TF32 on GPUs (if a trainer enabled it),
+        # which would put ~1e-3 noise on every surface
+        weight = table["weight"]
+        local = torch.addcmul(table["bias"], points[..., 0:1], weight[:, 0:1])
+        local = torch.addcmul(local, points[..., 1:2], weight[:, 1:2])
+        local = torch.addcmul(local, points[..., 2:3], weight[:, 2:3])
         local = local.unflatten(-1, (table["count"], 3))
         return table["fn"](local, table["params"])
 

@@ -51,10 +51,6 @@ class RenderOutput:
     normal: torch.Tensor
     color: torch.Tensor
 
-    def flatten_views(self) -> RenderOutput:
-        """`(B, V, ...)` → `(B·V, ...)`."""
-        return RenderOutput(*(x.flatten(0, 1) for x in (self.rgb, self.alpha, self.depth, self.normal, self.color)))
-
 
 def _gather(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     if x.dim() == 2:
@@ -129,8 +125,9 @@ def render_scene(scene: SDFScene, cameras: torch.Tensor, resolution: int,
         raise ValueError(f"cameras are for {batch} objects but the scene holds {len(scene)}")
     res = resolution
     cams = cameras.to(device=scene.device, dtype=scene.dtype).reshape(batch * views, 25)
-    origins, dirs = camera_rays(cams, res)
-    origins, dirs = origins.reshape(batch, -1, 3), dirs.reshape(batch, -1, 3)
+    origins, dirs = camera_rays(cams.double(), res)  # float64: its matmul never runs in TF32
+    origins = origins.to(scene.dtype).reshape(batch, -1, 3)
+    dirs = dirs.to(scene.dtype).reshape(batch, -1, 3)
     c2w, K = split_cameras(cams)
     forward = c2w[:, :3, 2].repeat_interleave(res * res, dim=0).reshape(batch, -1, 3)
     pixel_angle = (1.0 / (K[:, 0, 0] * res)).repeat_interleave(res * res).reshape(batch, -1)

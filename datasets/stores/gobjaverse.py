@@ -2,7 +2,7 @@
 
     <root>/<category>/<dict_id>/<ins_id>/campos_512_v4/<view:05d>/<view:05d>.png      RGBA, straight alpha
                                                                  /<view:05d>.json     camera (below)
-                                                                 /<view:05d>_nd.npy   float16 (H, W, 4)
+                                                                 /<view:05d>_nd.npz   float16 (H, W, 4)
     <root>/<category>/<dict_id>/<ins_id>/meta.json     labels and captions (ours; absent in G-Objaverse)
     <root>/text_captions_cap3d.json                    Cap3D captions keyed "<dict_id>/<ins_id>"
 
@@ -10,8 +10,8 @@ Camera JSON: `origin`, `x`, `y`, `z` (cam2world columns, OpenCV axes), `x_fov`, 
 focal is 0.5 / tan(fov / 2), principal point at the centre), `bbox`, `scale`, `offset`, `max_depth`.
 
 Deviation: G-Objaverse stores normal and depth as `_nd.exr` (normal in RGB, depth in A). EXR needs libraries
-outside our dependencies, so we write the same 4 channels as a float16 `.npy` (depth = camera-space z, 0 for
-background). The reader also accepts a real `_nd.exr` when imageio has an EXR backend (e.g. opencv), applying the
+outside our dependencies, so we write the same 4 channels, float16 like a half EXR, as array `nd` of a compressed
+`.npz` (depth = camera-space z, 0 for background; the zero background compresses ~20x). The reader also accepts a real `_nd.exr` when imageio has an EXR backend (e.g. opencv), applying the
 released loader's rule that depth below (camera distance − 0.867) is background.
 """
 from __future__ import annotations
@@ -84,7 +84,7 @@ class GObjaverseWriter(StoreWriter):
                 json.dump(camera_json(record.cameras[k]), f)
             normal = record.normal[k] if record.normal is not None else np.zeros(record.color[k].shape, np.float32)
             nd = np.concatenate([normal, record.depth[k][..., None]], axis=-1).astype(np.float16)
-            np.save(stem.parent / f"{stem.name}_nd.npy", nd)
+            np.savez_compressed(stem.parent / f"{stem.name}_nd.npz", nd=nd)
         with open(instance / META_FILE, "w", encoding="utf-8") as f:
             json.dump({"object_id": record.object_id, "caption": record.caption, "labels": record.labels}, f)
         return caption_key(record.object_id), record.caption
@@ -155,12 +155,13 @@ class GObjaverseStore(ObjectStore):
 
     @staticmethod
     def _read_depth_normal(folder: Path, stem: str, camera: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray]:
-        npy, exr = folder / f"{stem}_nd.npy", folder / f"{stem}_nd.exr"
-        if npy.exists():
+        npz, exr = folder / f"{stem}_nd.npz", folder / f"{stem}_nd.exr"
+        if npz.exists():
             try:
-                nd = np.load(npy).astype(np.float32)
-            except (ValueError, OSError, EOFError) as error:
-                raise BadSampleError(str(npy), f"not a readable .npy file ({error})") from None
+                with np.load(npz) as archive:
+                    nd = archive["nd"].astype(np.float32)
+            except (ValueError, OSError, EOFError, KeyError) as error:
+                raise BadSampleError(str(npz), f"not a readable normal+depth .npz ({type(error).__name__})") from None
         elif exr.exists():
             import imageio.v3 as iio  # only real G-Objaverse data needs it
 
@@ -172,8 +173,8 @@ class GObjaverseStore(ObjectStore):
             distance = float(np.linalg.norm(camera[[3, 7, 11]]))
             nd[..., 3] = np.where(nd[..., 3] < distance - EXR_NEAR_MARGIN, 0.0, nd[..., 3])
         else:
-            raise BadSampleError(str(npy), "view file is missing (no _nd.npy or _nd.exr)")
+            raise BadSampleError(str(npz), "view file is missing (no _nd.npz or _nd.exr)")
         if nd.shape != (*shape, 4):
-            raise BadSampleError(str(npy if npy.exists() else exr),
+            raise BadSampleError(str(npz if npz.exists() else exr),
                                  f"normal+depth has shape {nd.shape}, expected {(*shape, 4)}")
         return nd[..., 3], nd[..., :3]

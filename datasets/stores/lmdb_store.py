@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import lmdb
@@ -77,53 +78,58 @@ class LmdbWriter(StoreWriter):
 
 
 class LmdbStore(ObjectStore):
-    """Objects of an LMDB store written by `LmdbWriter`. The environment opens lazily in each process."""
+    """Objects of an LMDB store written by `LmdbWriter`.
+
+    The environment is opened for each read and closed after it: py-lmdb refuses a second open of the same files
+    in one process, and a forked DataLoader worker inherits that bookkeeping from its parent, so an environment
+    left open by the parent (or by a second store on the same path) would make every worker's open fail.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.location = str(self.path)
         if not (self.path / "data.mdb").exists():
             raise FileNotFoundError(f"{self.path / 'data.mdb'} not found: not an LMDB store")
-        self._env = None
-        self._pid = None
-        raw = self._get("length")
+        with self._reader() as txn:
+            raw = self._get(txn, "length")
         try:
             self.length = int(raw.decode())
         except ValueError:
             raise BadSampleError(self._where("length"), f"not an integer ({raw[:20]!r})") from None
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_env"], state["_pid"] = None, None
-        return state
-
-    def _txn(self):
-        if self._env is None or self._pid != os.getpid():
-            self._env = lmdb.open(str(self.path), readonly=True, lock=False, readahead=False, meminit=False,
-                                  subdir=True)
-            self._pid = os.getpid()
-        return self._env.begin(write=False)
+    @contextmanager
+    def _reader(self):
+        env = lmdb.open(str(self.path), readonly=True, lock=False, readahead=False, meminit=False, subdir=True)
+        try:
+            with env.begin(write=False, buffers=False) as txn:
+                yield txn
+        finally:
+            env.close()
 
     def _where(self, key: str) -> str:
         return f"{self.path} key {key!r}"
 
-    def _get(self, key: str) -> bytes:
-        with self._txn() as txn:
-            value = txn.get(key.encode())
+    def _get(self, txn, key: str) -> bytes:
+        value = txn.get(key.encode())
         if value is None:
             raise BadSampleError(self._where(key), "entry is missing")
-        return bytes(value)
+        return value
 
     def __len__(self) -> int:
         return self.length
 
     def object_id(self, index: int) -> str:
-        return self._get(f"{self._check_index(index)}-ins").decode()
+        with self._reader() as txn:
+            return self._get(txn, f"{self._check_index(index)}-ins").decode()
 
     def read(self, index: int, select_views: ViewSelector | None = None) -> ObjectRecord:
         i = self._check_index(index)
+        with self._reader() as txn:
+            return self._read(txn, i, select_views)
+
+    def _read(self, txn, i: int, select_views: ViewSelector | None) -> ObjectRecord:
         views_key = f"{i}-views"
-        raw_views = self._get(views_key)
+        raw_views = self._get(txn, views_key)
         if len(raw_views) % 4:
             raise BadSampleError(self._where(views_key), f"{len(raw_views)} bytes is not a whole int32 array")
         available = bytes_array(raw_views, np.int32, (len(raw_views) // 4,)).astype(np.int64)
@@ -132,17 +138,17 @@ class LmdbStore(ObjectStore):
         for v in wanted:
             key = f"{i}-{v}-raw_img"
             try:
-                color, alpha = split_rgba(decode_image(self._get(key)))
+                color, alpha = split_rgba(decode_image(self._get(txn, key)))
             except ValueError as error:
                 raise BadSampleError(self._where(key), str(error)) from None
             key = f"{i}-{v}-depth"
             try:
-                depth = bytes_array(zlib.decompress(self._get(key)), np.float32, alpha.shape)
+                depth = bytes_array(zlib.decompress(self._get(txn, key)), np.float32, alpha.shape)
             except (zlib.error, ValueError) as error:
                 raise BadSampleError(self._where(key), f"not a zlib float32 depth map ({error})") from None
             key = f"{i}-{v}-c"
             try:
-                camera = bytes_array(self._get(key), np.float32, (25,))
+                camera = bytes_array(self._get(txn, key), np.float32, (25,))
             except ValueError as error:
                 raise BadSampleError(self._where(key), str(error)) from None
             colors.append(color)
@@ -151,9 +157,9 @@ class LmdbStore(ObjectStore):
             cameras.append(camera)
         key = f"{i}-labels"
         try:
-            labels = json.loads(self._get(key).decode())
+            labels = json.loads(self._get(txn, key).decode())
         except ValueError as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             raise BadSampleError(self._where(key), f"not valid JSON ({error})") from None
-        return ObjectRecord(self._get(f"{i}-ins").decode(), np.array(wanted, dtype=np.int64), np.stack(cameras),
+        return ObjectRecord(self._get(txn, f"{i}-ins").decode(), np.array(wanted, dtype=np.int64), np.stack(cameras),
                             np.stack(colors), np.stack(alphas), np.stack(depths), None,
-                            self._get(f"{i}-caption").decode(), labels)
+                            self._get(txn, f"{i}-caption").decode(), labels)

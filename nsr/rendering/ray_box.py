@@ -16,7 +16,7 @@ def ray_box_intersection(origins: torch.Tensor, directions: torch.Tensor, side: 
     t_near = torch.minimum(t0, t1).amax(dim=-1, keepdim=True)
     t_far = torch.maximum(t0, t1).amin(dim=-1, keepdim=True)
     hit = t_near <= t_far
-    return torch.where(hit, t_near, torch.full_like(t_near, -1.0)), torch.where(hit, t_far, torch.full_like(t_far, -2.0))
+    return torch.where(hit, t_near, -1.0), torch.where(hit, t_far, -2.0)
 
 
 def auto_ray_range(origins: torch.Tensor, directions: torch.Tensor, side: float):

@@ -1,4 +1,5 @@
 """FID/KID: the offline skip path, and the statistics through an injected stand-in feature extractor."""
+
 import importlib.util
 
 import pytest

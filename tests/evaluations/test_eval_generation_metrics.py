@@ -1,4 +1,5 @@
 """COV / MMD / 1-NNA on hand-computed matrices and on point-cloud sets with known answers."""
+
 import numpy as np
 import pytest
 import torch
@@ -86,8 +87,12 @@ def test_kdtree_and_batched_routes_agree_with_nsr_chamfer():
 
 def test_point_clouds_from_meshes_and_point_sets():
     box = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
-    mesh = Mesh(np.asarray(box.vertices, np.float32), np.asarray(box.faces, np.int64),
-                np.zeros((len(box.vertices), 3), np.uint8), MeshStats(8, 12, True, 6.0))
+    mesh = Mesh(
+        np.asarray(box.vertices, np.float32),
+        np.asarray(box.faces, np.int64),
+        np.zeros((len(box.vertices), 3), np.uint8),
+        MeshStats(8, 12, True, 6.0),
+    )
     dense = np.random.default_rng(0).random((500, 3))
     clouds = gm.point_clouds([mesh, dense, torch.from_numpy(dense[:100])], num_points=100, seed=7)
     assert clouds.shape == (3, 100, 3) and clouds.dtype == torch.float32

@@ -1,4 +1,5 @@
 """PSNR / SSIM against closed forms and torchmetrics; LPIPS only with backbone weights on disk."""
+
 import math
 import warnings
 

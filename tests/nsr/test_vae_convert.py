@@ -47,8 +47,8 @@ def test_every_key_of_every_preset_round_trips(preset):
 def test_state_dict_conversion_with_joint_prefix_and_dropped_buffer():
     ours = {k: torch.zeros(1) for k in ("encoder.conv_in.weight", "renderer.field.fc1.bias")}
     released = to_released_state_dict(ours, prefix="rec_model.")
-    assert set(released) == {"rec_model.encoder.conv_in.weight", "rec_model.decoder.triplane_decoder.decoder.net.0.bias",
-                             "rec_model.decoder.w_avg"}
+    assert set(released) == {"rec_model.encoder.conv_in.weight", "rec_model.decoder.w_avg",
+                             "rec_model.decoder.triplane_decoder.decoder.net.0.bias"}
     assert released["rec_model.decoder.w_avg"].shape == (512,)
     released["ddpm_model.pos_embed"] = torch.zeros(1)
     assert set(to_our_state_dict(released, prefix="rec_model.")) == set(ours)
