@@ -6,7 +6,8 @@ callback that receives the object's available rig view ids and returns the ones 
 in separate files or keys then read only those.
 
 Writers encode objects on a thread pool (PNG/JPEG encoding releases the GIL) and commit them in the order they
-were added, so a store's order is the order of `add` calls.
+were added: LMDB and WebDataset stores keep that order; the G-Objaverse tree reads back sorted by path and chunks
+in dataset.json order (by category).
 """
 from __future__ import annotations
 

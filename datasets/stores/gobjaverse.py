@@ -11,8 +11,9 @@ focal is 0.5 / tan(fov / 2), principal point at the centre), `bbox`, `scale`, `o
 
 Deviation: G-Objaverse stores normal and depth as `_nd.exr` (normal in RGB, depth in A). EXR needs libraries
 outside our dependencies, so we write the same 4 channels, float16 like a half EXR, as array `nd` of a compressed
-`.npz` (depth = camera-space z, 0 for background; the zero background compresses ~20x). The reader also accepts a real `_nd.exr` when imageio has an EXR backend (e.g. opencv), applying the
-released loader's rule that depth below (camera distance − 0.867) is background.
+`.npz` (depth = camera-space z, 0 for background; the zero background compresses ~20x). The reader also accepts a
+real `_nd.exr` when imageio has an EXR backend (e.g. opencv), applying the released loader's rule that depth below
+(camera distance − 0.867) is background.
 """
 from __future__ import annotations
 

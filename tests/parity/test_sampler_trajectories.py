@@ -98,6 +98,9 @@ def test_dopri5_follows_the_exact_flow_at_every_output_time():
                  {"mean": torch.from_numpy(mean).float()}, sampler=cfg.sampler, num_steps=cfg.num_steps,
                  guidance_scale=cfg.guidance_scale, callback=lambda k, x: states.append((k, x.double().numpy())))
     assert [k for k, _ in states] == list(range(1, 250))
+    # dopri5 controls the local error at rtol 1e-3 (on a smooth field it takes only a few steps and interpolates the
+    # output times), so the match is to within a few times that, relative to the state's magnitude.
     for (k, ours), ref in zip(states, reference[1:]):
-        np.testing.assert_allclose(ours, ref, atol=2e-3, rtol=2e-3, err_msg=f"output time {times[k]:.4f}")
-    np.testing.assert_allclose(out.double().numpy(), reference[-1], atol=2e-3, rtol=2e-3)
+        np.testing.assert_allclose(ours, ref, atol=5e-3 * max(1.0, np.abs(ref).max()), rtol=0,
+                                   err_msg=f"output time {times[k]:.4f}")
+    np.testing.assert_allclose(out.double().numpy(), reference[-1], atol=5e-3 * np.abs(reference[-1]).max(), rtol=0)
