@@ -49,7 +49,7 @@ class MultiViewConfig:
     render_resolution: int = 128
     num_target_views: int = 4
     target_views: tuple[int, ...] | None = None      # fixed target rig ids; None: random distinct views
-    encoder_rgb: str = "imagenet"                    # "imagenet" (spec §2.2) or "signed": [-1, 1] as the golden fixture
+    encoder_rgb: str = "signed"  # [-1, 1] as the golden fixture (it overrides spec §2.2); "imagenet" as spec §2.2
     seed: int = 0
     skip_bad: bool = False                           # unreadable samples are logged, counted and replaced
 

@@ -193,8 +193,10 @@ class ChunkStore(ObjectStore):
         object_id = (folder / "ins.txt").read_text(encoding="utf-8").strip() or f"{category}/{rel}"
         labels = {"category": category}
         if (folder / "labels.json").exists():
-            with open(folder / "labels.json", encoding="utf-8") as f:
-                labels = json.load(f)
+            try:
+                labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
+            except ValueError as error:
+                raise BadSampleError(str(folder / "labels.json"), f"not valid JSON ({error})") from None
         return ObjectRecord(object_id, view_ids[idx], cameras[idx], color.astype(np.float32), alpha, depth, None,
                             caption, labels)
 

@@ -11,15 +11,16 @@ focal is 0.5 / tan(fov / 2), principal point at the centre), `bbox`, `scale`, `o
 
 Deviation: G-Objaverse stores normal and depth as `_nd.exr` (normal in RGB, depth in A). EXR needs libraries
 outside our dependencies, so we write the same 4 channels, float16 like a half EXR, as array `nd` of a compressed
-`.npz` (depth = camera-space z, 0 for background; the zero background compresses ~20x). The reader also accepts a
-real `_nd.exr` when imageio has an EXR backend (e.g. opencv), applying the released loader's rule that depth below
-(camera distance − 0.867) is background.
+`.npz` (depth = camera-space z, 0 for background; the zero background compresses ~20x). A real `_nd.exr` is
+reported as unsupported: imageio has no EXR backend without extra packages. (Converting one: its alpha channel is
+depth; the released loader treats depth below camera distance − 0.867 as background.)
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,6 @@ from nsr.cameras import K22
 
 VIEW_FOLDER = "campos_512_v4"
 META_FILE = "meta.json"
-EXR_NEAR_MARGIN = 0.867  # released loader: depth < camera distance − this is background
 
 
 def camera_json(camera: np.ndarray, max_depth: float = 5.0) -> dict:
@@ -125,8 +125,10 @@ class GObjaverseStore(ObjectStore):
         wanted = self._check_views(str(views_dir), available, select_views)
         meta = {}
         if (instance / META_FILE).exists():
-            with open(instance / META_FILE, encoding="utf-8") as f:
-                meta = json.load(f)
+            try:
+                meta = json.loads((instance / META_FILE).read_text(encoding="utf-8"))
+            except ValueError as error:
+                raise BadSampleError(str(instance / META_FILE), f"not valid JSON ({error})") from None
         caption = self.captions.get(caption_key(object_id), meta.get("caption", ""))
         labels = meta.get("labels", {"category": object_id.split("/")[0]})
         views = [self._read_view(views_dir / f"{v:05d}", v) for v in wanted]
@@ -151,31 +153,22 @@ class GObjaverseStore(ObjectStore):
                 camera = camera_from_json(json.load(f))
         except (ValueError, KeyError) as error:
             raise BadSampleError(str(camera_file), f"not a valid camera JSON ({error!r})") from None
-        depth, normal = self._read_depth_normal(folder, stem, camera, alpha.shape)
+        depth, normal = self._read_depth_normal(folder, stem, alpha.shape)
         return color, alpha, depth, normal, camera
 
     @staticmethod
-    def _read_depth_normal(folder: Path, stem: str, camera: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray]:
+    def _read_depth_normal(folder: Path, stem: str, shape) -> tuple[np.ndarray, np.ndarray]:
         npz, exr = folder / f"{stem}_nd.npz", folder / f"{stem}_nd.exr"
-        if npz.exists():
-            try:
-                with np.load(npz) as archive:
-                    nd = archive["nd"].astype(np.float32)
-            except (ValueError, OSError, EOFError, KeyError) as error:
-                raise BadSampleError(str(npz), f"not a readable normal+depth .npz ({type(error).__name__})") from None
-        elif exr.exists():
-            import imageio.v3 as iio  # only real G-Objaverse data needs it
-
-            try:
-                nd = np.asarray(iio.imread(exr), dtype=np.float32)
-            except Exception as error:  # imageio raises backend-specific types
-                raise BadSampleError(str(exr), f"cannot read EXR ({type(error).__name__}); install an imageio EXR "
-                                     "backend such as opencv-python-headless") from None
-            distance = float(np.linalg.norm(camera[[3, 7, 11]]))
-            nd[..., 3] = np.where(nd[..., 3] < distance - EXR_NEAR_MARGIN, 0.0, nd[..., 3])
-        else:
-            raise BadSampleError(str(npz), "view file is missing (no _nd.npz or _nd.exr)")
+        if not npz.exists():
+            if exr.exists():
+                raise BadSampleError(str(exr), "EXR is not supported (it needs libraries outside our dependencies); "
+                                     "convert it to _nd.npz holding array 'nd', float16 (H, W, 4)")
+            raise BadSampleError(str(npz), "view file is missing")
+        try:
+            with np.load(npz) as archive:
+                nd = archive["nd"].astype(np.float32)
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as error:
+            raise BadSampleError(str(npz), f"not a readable normal+depth .npz ({type(error).__name__})") from None
         if nd.shape != (*shape, 4):
-            raise BadSampleError(str(npz if npz.exists() else exr),
-                                 f"normal+depth has shape {nd.shape}, expected {(*shape, 4)}")
+            raise BadSampleError(str(npz), f"normal+depth has shape {nd.shape}, expected {(*shape, 4)}")
         return nd[..., 3], nd[..., :3]

@@ -156,7 +156,10 @@ class WdsStore(ObjectStore):
             colors.append(color)
             alphas.append(alpha)
             depths.append(depth)
+        try:
+            labels = json.loads(sample.get("labels", "{}"))
+        except ValueError as error:
+            raise BadSampleError(where, f"labels are not valid JSON ({error})") from None
         idx = np.array([position[v] for v in wanted], dtype=np.int64)
         return ObjectRecord(sample.get("ins", where), np.array(wanted, dtype=np.int64), cameras[idx], np.stack(colors),
-                            np.stack(alphas), np.stack(depths), None, sample.get("caption", ""),
-                            json.loads(sample.get("labels", "{}")))
+                            np.stack(alphas), np.stack(depths), None, sample.get("caption", ""), labels)

@@ -8,7 +8,7 @@ from guided_diffusion.ddpm import DDPM
 from guided_diffusion.flow_matching import FlowMatching
 from guided_diffusion.samplers import sample
 
-N_LATENTS, SIZE = 4, 4
+N_LATENTS, SIZE = 4, 8
 
 
 def _setup(kind, g):

@@ -37,7 +37,7 @@ def test_text_is_deterministic_and_rebuilds_from_describe(text_conditioner):
     assert torch.equal(first["crossattn"], second["crossattn"]) and torch.equal(first["vector"], second["vector"])
     description = text_conditioner.describe()
     assert description == {"name": "offline-text", "preset": "tiny", "width": 32, "depth": 1, "num_heads": 2,
-                           "vector_dim": 24, "max_length": 77, "mlp_ratio": 4.0}
+                           "vector_dim": 24, "max_length": 77, "mlp_ratio": 4.0, "compact_vocab": True}
     rebuilt = build_conditioner(**description)
     rebuilt.load_state_dict(text_conditioner.state_dict())
     assert torch.equal(rebuilt(prompts)["vector"], first["vector"])
@@ -111,3 +111,18 @@ def test_validate_prompts():
         validate_prompts([])
     with pytest.raises(TypeError, match="prompts must be strings, got NoneType"):
         validate_prompts(["a chair", None])
+
+
+def test_residue_embedding_gives_every_clip_token_its_own_pair_of_rows():
+    import torch
+
+    from ldm.offline_text import RESIDUE_TABLES, ResidueEmbedding
+
+    ids = torch.arange(49408)
+    pairs = torch.stack([ids % RESIDUE_TABLES[0], ids % RESIDUE_TABLES[1]], dim=1)
+    assert len(torch.unique(pairs, dim=0)) == 49408
+    emb = ResidueEmbedding(49408, 8)
+    expected = emb.tables[0].weight[ids % RESIDUE_TABLES[0]] + emb.tables[1].weight[ids % RESIDUE_TABLES[1]]
+    assert torch.equal(emb(ids), expected)
+    with pytest.raises(ValueError, match="cannot separate"):
+        ResidueEmbedding(10_000, 8, sizes=(7, 11))

@@ -1,0 +1,55 @@
+"""Fixtures shared across test packages.
+
+`tiny_pipeline_dir`: a random-init pipeline folder (the `--ckpt` layout of `checkpoints/loader.py`) with a tiny VAE,
+a T23D model (t23d-tiny + offline-text tiny) and an I23D model (i23d-tiny + offline-image tiny). It generates noise,
+not objects, but exercises every stage of generation, export, the CLIs and the gradio app in seconds on a CPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+PIPELINE_SEED = 0
+# Offline tiny conditioners emit 128-wide tokens and vectors; the stage-2 tiny presets expect 64, so widen them.
+TINY_STAGE2 = {
+    "t23d": ("t23d-tiny", "offline-text", {"context_dim": 128}),
+    "i23d": ("i23d-tiny", "offline-image", {"clip_dim": 64, "dino_dim": 64, "pooled_dim": 128}),
+}
+
+
+def _jitter(module: torch.nn.Module, generator: torch.Generator, std: float = 0.02) -> None:
+    """Add small noise to every parameter. Fresh modules zero-initialise their adaLN and output layers, which makes
+    the denoiser predict exactly zero and the VAE decoder ignore its latent; jittered, outputs depend on inputs."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=generator) * std)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_dir(tmp_path_factory) -> Path:
+    from guided_diffusion.config import build_denoiser, preset
+    from ldm.registry import build_conditioner
+    from nsr.config import vae_config
+    from nsr.vae import TriplaneVAE
+    from utils.checkpoint import save_model_folder
+
+    root = tmp_path_factory.mktemp("tiny_pipeline")
+    generator = torch.Generator().manual_seed(PIPELINE_SEED)
+    torch.manual_seed(PIPELINE_SEED)
+    vae = TriplaneVAE(vae_config("tiny"))
+    _jitter(vae, generator)
+    save_model_folder(root / "vae", vae.state_dict(), {"preset": "tiny", "overrides": {}})
+    for task, (stage2_preset, conditioner_name, widths) in TINY_STAGE2.items():
+        stage2 = preset(stage2_preset)
+        stage2.denoiser = dataclasses.replace(stage2.denoiser, **widths)
+        denoiser = build_denoiser(stage2.denoiser)
+        conditioner = build_conditioner(conditioner_name, preset="tiny")
+        _jitter(denoiser, generator)
+        state = {**{f"denoiser.{k}": v for k, v in denoiser.state_dict().items()},
+                 **{f"conditioner.{k}": v for k, v in conditioner.state_dict().items()}}
+        config = {"task": task, "stage2": stage2.to_dict(), "conditioner": conditioner.describe()}
+        save_model_folder(root / task, state, config)
+    return root
