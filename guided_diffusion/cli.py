@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -80,9 +81,13 @@ def glob_escape(text: str) -> str:
     return re.sub(r"([\[\]*?])", r"[\1]", text)
 
 
-def run(task: str, args: argparse.Namespace, load_conditions: Callable[[], tuple[list, list[str]]],
-        conditioner_kwargs: dict) -> list[dict]:
-    """Load the pipeline, generate every (input, sample) and export it; returns the export records."""
+def run(task: str, args: argparse.Namespace, conditions: list, labels: list[str], conditioner_kwargs: dict,
+        inputs: dict | None = None) -> list[dict]:
+    """Load the pipeline, generate every (input, sample) and export it; returns the export records.
+
+    conditions: prompts or preprocessed images, already validated so a bad input fails before the slow model load;
+    labels name them in file names. inputs: input settings outside GenerationSettings, copied into each JSON record.
+    """
     device = pick_device(args.device)
     t0 = time.perf_counter()
     pipeline = Pipeline.from_checkpoint(args.ckpt, task, device, **conditioner_kwargs)
@@ -91,7 +96,6 @@ def run(task: str, args: argparse.Namespace, load_conditions: Callable[[], tuple
         return []
     settings = pipeline.resolve(settings_from_args(args))
     load_s = time.perf_counter() - t0
-    conditions, labels = load_conditions()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
@@ -100,12 +104,15 @@ def run(task: str, args: argparse.Namespace, load_conditions: Callable[[], tuple
             chunk = slice(start, start + max(1, settings.batch_size // settings.num_samples))
             for obj in pipeline.generate(conditions[chunk], labels[chunk], settings):
                 stem = unique_stem(out_dir, f"{slug(obj.label)}_seed{settings.seed + obj.sample_index}")
-                record = {"command": " ".join(sys.argv), "load_s": load_s}
+                record = {"command": shlex.join(sys.argv), "inputs": inputs or {}, "load_s": load_s}
                 results.append(export_object(pipeline, obj, out_dir, stem, settings, record))
                 bar.update(1)
     for r in results:
-        print(f"wrote {r['paths']['mp4'] if 'mp4' in r['paths'] else r['paths']['json']} "
-              f"({r['record']['mesh']['faces']} faces)")
+        mesh = r["record"]["mesh"]
+        summary = f"{mesh['faces']} faces" if mesh["surface"] else "no mesh"
+        print(f"wrote {r['paths'].get('mp4', r['paths']['json'])} ({summary})")
+        if not mesh["surface"]:
+            print(f"warning: {mesh['error']}; try a --mesh-level inside that range", file=sys.stderr)
     return results
 
 

@@ -175,15 +175,22 @@ def _i23d_diffusion(**overrides) -> DiffusionConfig:
     return DiffusionConfig(**{**base, **overrides})
 
 
-# Tiny: ≈1–3 M parameters on a (12, 16, 16) latent, for CPU tests. Small: DiT-S/2 (≈40 M) on the full latent,
-# minutes of GPU training. Both use divider 1: set it to the std of your own VAE's latents.
+# Tiny: ≈1–3 M parameters on a (12, 16, 16) latent, for CPU tests. Small: see below. Both use divider 1: set it
+# to the std of your own VAE's latents (scripts/extract_latents.py reports it).
 PRESETS: dict[str, Callable[[], Stage2Config]] = {
     "t23d": lambda: Stage2Config("t23d", T23DConfig.from_size("L"), _t23d_diffusion()),
     "i23d": lambda: Stage2Config("i23d", I23DConfig.from_size("L", keep_released_unused=True), _i23d_diffusion()),
     # The DiT-B/2 T23D of the release training script (objaverse-dit.sh), divider 0.90.
     "t23d-b": lambda: Stage2Config("t23d-b", T23DConfig.from_size("B"), _t23d_diffusion(latent_divider=0.90)),
-    "t23d-small": lambda: Stage2Config("t23d-small", T23DConfig.from_size("S"), _t23d_diffusion(latent_divider=1.0)),
-    "i23d-small": lambda: Stage2Config("i23d-small", I23DConfig.from_size("S"), _i23d_diffusion(latent_divider=1.0)),
+    # The embedded default model's denoisers (with the tiny offline conditioners, 128-wide), sized so that VAE +
+    # both denoisers + conditioners ship in git within 24 MiB at fp16. Samplers default to the fast ones.
+    "t23d-small": lambda: Stage2Config(
+        "t23d-small", T23DConfig(depth=5, hidden_size=160, num_heads=4, context_dim=128),
+        _t23d_diffusion(sampler=Sampler.DPM_SOLVER_PP, num_steps=25, latent_divider=1.0)),
+    "i23d-small": lambda: Stage2Config(
+        "i23d-small",
+        I23DConfig(depth=5, hidden_size=128, num_heads=4, clip_dim=128, dino_dim=128, pooled_dim=128),
+        _i23d_diffusion(sampler=Sampler.HEUN, num_steps=25, latent_divider=1.0)),
     "t23d-tiny": lambda: Stage2Config(
         "t23d-tiny",
         T23DConfig(depth=6, hidden_size=128, num_heads=4, latent_size=16, context_dim=64),

@@ -6,6 +6,7 @@ video, mesh, preview and JSON record. The CLIs (`scripts/sample_*.py`) and the g
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -15,10 +16,10 @@ import numpy as np
 import torch
 
 from checkpoints.loader import LoadedModels, load_models
-from guided_diffusion.config import build_process, from_diffusion_latent
+from guided_diffusion.config import DiffusionConfig, Process, build_process, from_diffusion_latent
 from guided_diffusion.samplers import DDPM_SAMPLERS, Sampler, sample
 from nsr.cameras import turntable
-from nsr.mesh import Mesh, extract_mesh, save_mesh
+from nsr.mesh import EmptyMeshError, Mesh, extract_mesh, save_mesh
 from utils.media import compose_rgb_depth, write_image, write_json_record, write_video
 
 
@@ -54,6 +55,12 @@ class GeneratedObject:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def samplers_for(diffusion: DiffusionConfig) -> list[str]:
+    """Sampler names valid for a diffusion process (DDPM samplers or flow-matching ODE solvers)."""
+    ddpm = diffusion.process is Process.DDPM
+    return [s.value for s in Sampler if (s in DDPM_SAMPLERS) == ddpm]
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -76,8 +83,7 @@ class Pipeline:
     @property
     def samplers(self) -> list[str]:
         """Sampler names valid for this checkpoint's diffusion process."""
-        ddpm = self.diffusion.process.value == "ddpm"
-        return [s.value for s in Sampler if (s in DDPM_SAMPLERS) == ddpm]
+        return samplers_for(self.diffusion)
 
     def resolve(self, settings: GenerationSettings) -> GenerationSettings:
         """Fill the checkpoint defaults into `settings` and validate the sampler."""
@@ -166,9 +172,20 @@ class Pipeline:
                             target_faces=settings.mesh_faces)
 
 
+def latent_fingerprint(latent: torch.Tensor) -> dict:
+    """Shape, statistics and a hash of a latent: enough to tell from the JSON records whether two runs agree."""
+    data = latent.detach().float().cpu().contiguous()
+    return {"shape": list(data.shape), "mean": data.mean().item(), "std": data.std().item(),
+            "sha256": hashlib.sha256(data.numpy().tobytes()).hexdigest()}
+
+
 def export_object(pipeline: Pipeline, obj: GeneratedObject, out_dir: str | os.PathLike, stem: str,
                   settings: GenerationSettings, record: dict) -> dict:
-    """Write `<stem>.{mp4,gif,png,glb,obj,ply,json}` for one sample; never overwrites. Returns the paths + record."""
+    """Write `<stem>.{mp4,gif,png,glb,obj,ply,json}` for one sample; never overwrites. Returns the paths + record.
+
+    A field with no surface at `mesh_level` still gets its video, preview and JSON; the record's `mesh` entry then
+    says `surface: false` with the σ range, so the user can pick a level that crosses it.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     s = pipeline.resolve(settings)
@@ -176,16 +193,24 @@ def export_object(pipeline: Pipeline, obj: GeneratedObject, out_dir: str | os.Pa
     t0 = time.perf_counter()
     frames = pipeline.turntable_frames(obj.triplane, s.video_views, s.video_resolution)
     obj.timings["render_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     for fmt in s.video_formats:
         paths[fmt] = str(write_video(out_dir / f"{stem}.{fmt}", frames, fps=s.video_fps))
     paths["png"] = str(write_image(out_dir / f"{stem}.png", frames[0]))
+    obj.timings["video_write_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    mesh = pipeline.mesh(obj.triplane, s)
+    try:
+        mesh = pipeline.mesh(obj.triplane, s)
+    except EmptyMeshError as err:
+        mesh, mesh_record = None, {"surface": False, "error": str(err)}
     obj.timings["mesh_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for fmt in s.mesh_formats:
-        paths[fmt] = str(save_mesh(mesh, out_dir / f"{stem}.{fmt}"))
-    obj.timings["mesh_write_s"] = time.perf_counter() - t0
+    if mesh is not None:
+        t0 = time.perf_counter()
+        for fmt in s.mesh_formats:
+            paths[fmt] = str(save_mesh(mesh, out_dir / f"{stem}.{fmt}"))
+        obj.timings["mesh_write_s"] = time.perf_counter() - t0
+        mesh_record = {"surface": True, "vertices": mesh.stats.vertices, "faces": mesh.stats.faces,
+                       "watertight": mesh.stats.watertight}
     full_record = {
         **record,
         "label": obj.label,
@@ -194,7 +219,8 @@ def export_object(pipeline: Pipeline, obj: GeneratedObject, out_dir: str | os.Pa
         "checkpoint": pipeline.models.source,
         "task": pipeline.task,
         "settings": asdict(s),
-        "mesh": {"vertices": mesh.stats.vertices, "faces": mesh.stats.faces, "watertight": mesh.stats.watertight},
+        "latent": latent_fingerprint(obj.latent),
+        "mesh": mesh_record,
         "timings_s": obj.timings,
         "files": {k: Path(v).name for k, v in paths.items()},
     }

@@ -25,7 +25,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from datasets.collate import collate_samples
-from guided_diffusion.config import DenoiserArch, Stage2Config, build_denoiser, build_process, preset
+from guided_diffusion.config import (
+    DenoiserArch,
+    Stage2Config,
+    build_denoiser,
+    build_process,
+    preset,
+    to_diffusion_latent,
+)
 from guided_diffusion.guidance import drop_captions, drop_streams
 from ldm.base import Conditioner
 from ldm.registry import build_conditioner
@@ -169,23 +176,20 @@ def match_context(stage2: Stage2Config, conditioner: Conditioner) -> Stage2Confi
 
     A trainable conditioner sets them (its size preset decides; T23D: context_dim = width; I23D: the crossattn
     channels split in halves as the CLIP | DINO streams, pooled_dim = vector width). A frozen conditioner's widths
-    are fixed by its weights, so they must already match the preset.
+    are fixed by its weights, so the preset must already take them.
     """
-    den = stage2.denoiser
+    den, width, vector = stage2.denoiser, conditioner.context_dim, conditioner.vector_dim
     if den.arch is DenoiserArch.DIT_T23D:
-        wanted = {"context_dim": conditioner.context_dim}
+        fits = den.context_dim == width
+        fitted = {"context_dim": width}
     else:
-        clip = conditioner.context_dim // 2
-        wanted = {"clip_dim": clip, "dino_dim": conditioner.context_dim - clip, "pooled_dim": conditioner.vector_dim}
+        fits = den.clip_dim + den.dino_dim == width and den.pooled_dim == vector
+        fitted = {"clip_dim": width // 2, "dino_dim": width - width // 2, "pooled_dim": vector}
     if conditioner.trainable:
-        return dataclasses.replace(stage2, denoiser=dataclasses.replace(den, **wanted))
-    have = {k: getattr(den, k) for k in wanted}
-    if den.arch is DenoiserArch.DIT_I23D:  # a frozen image conditioner fixes the total width and the split
-        wanted = {"clip_dim": den.clip_dim, "dino_dim": conditioner.context_dim - den.clip_dim,
-                  "pooled_dim": conditioner.vector_dim}
-    if have != wanted:
-        raise ValueError(f"conditioner {conditioner.name!r} gives context widths {wanted}, but preset "
-                         f"{stage2.name!r} expects {have}; pick a matching preset or conditioner")
+        return dataclasses.replace(stage2, denoiser=dataclasses.replace(den, **fitted))
+    if not fits:
+        raise ValueError(f"conditioner {conditioner.name!r} gives context width {width} and vector width {vector}, "
+                         f"which preset {stage2.name!r} does not take; pick a matching preset or conditioner")
     return stage2
 
 
@@ -269,6 +273,10 @@ class DiffusionTrainer:
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.out = Path(cfg.out)
         self.dataset = self._build_dataset()
+        probe = self.dataset[0]
+        if cfg.task == "i23d" and "cond_image" not in probe:
+            raise ValueError(f"{cfg.latents} holds no condition images, which i23d trains on; re-run "
+                             f"scripts/extract_latents.py with --cond-views")
         self.vae_folder = resolve_vae_folder(cfg)
 
         # the same initial weights on every rank and for every world size; per-rank streams start after
@@ -283,7 +291,7 @@ class DiffusionTrainer:
             raise ValueError(f"latent divider must be positive, got {divider} (from {source})")
         self.stage2 = dataclasses.replace(stage2, diffusion=dataclasses.replace(stage2.diffusion,
                                                                                 latent_divider=divider))
-        self._check_latent_shape()
+        self._check_latent_shape(tuple(probe["latent"].shape))
         if distributed.is_main():
             log.info("latent divider %.5g (from %s)", divider, source)
 
@@ -310,17 +318,12 @@ class DiffusionTrainer:
         from datasets.latents import LatentDataset, LatentDatasetConfig
 
         cfg = self.cfg
-        dataset = LatentDataset(cfg.latents, LatentDatasetConfig(train=True, use_mean=cfg.use_latent_mean,
-                                                                 seed=cfg.seed, skip_bad=cfg.skip_bad_samples))
-        if cfg.task == "i23d" and "cond_image" not in dataset[0]:
-            raise ValueError(f"{cfg.latents} holds no condition images, which i23d trains on; re-run "
-                             f"scripts/extract_latents.py with --cond-views")
-        return dataset
+        return LatentDataset(cfg.latents, LatentDatasetConfig(train=True, use_mean=cfg.use_latent_mean,
+                                                              seed=cfg.seed, skip_bad=cfg.skip_bad_samples))
 
-    def _check_latent_shape(self) -> None:
+    def _check_latent_shape(self, stored: tuple[int, ...]) -> None:
         den = self.stage2.denoiser
         expected = (den.planes * den.latent_channels, den.latent_size, den.latent_size)
-        stored = tuple(self.dataset[0]["latent"].shape)
         vae = vae_latent_shape(self.vae_folder)
         if stored != expected or vae != expected:
             raise ValueError(f"latent shapes disagree: store {stored}, VAE {vae}, preset {self.stage2.name!r} "
@@ -419,7 +422,8 @@ class DiffusionTrainer:
             return {k: v.float() for k, v in self.conditioner(condition).items()}
 
     def train_step(self, batch: dict) -> dict:
-        latents = batch["latent"].to(self.device, non_blocking=True) / self.stage2.diffusion.latent_divider
+        latents = to_diffusion_latent(batch["latent"].to(self.device, non_blocking=True),
+                                      self.stage2.diffusion.latent_divider)
         condition = self._condition(batch)
         with autocast(self.device, self.cfg.bf16):
             loss = self.train_model(latents, condition).mean()

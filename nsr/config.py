@@ -222,11 +222,12 @@ def _tiny() -> VAEConfig:
 
 
 def _small() -> VAEConfig:
-    # A few GPU minutes at 128²: 128² input → 32² latent → 16² tokens → 64² triplane.
+    # The embedded default model (checkpoints/procedural/, shipped in git within a 24 MiB budget together with both
+    # denoisers): 128² input → 32² latent → 16² tokens → 64² triplane, ≈5 M parameters.
     return VAEConfig(preset="small", latent_size=32,
-                     encoder=ConvEncoderConfig(num_views=4, base_channels=64, channel_mult=(1, 2, 4),
-                                               attention_heads=4, attention_head_dim=64),
-                     decoder=DiTDecoderConfig(width=384, depth=10, num_heads=6, upsampler_channels=32,
+                     encoder=ConvEncoderConfig(num_views=4, base_channels=32, channel_mult=(1, 2, 4),
+                                               attention_heads=4, attention_head_dim=32),
+                     decoder=DiTDecoderConfig(width=160, depth=5, num_heads=4, upsampler_channels=32,
                                               upsampler_mult=(1, 2, 4)),
                      renderer=RendererConfig(depth_samples=48, importance_samples=48))
 

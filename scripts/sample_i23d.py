@@ -30,22 +30,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_images(args: argparse.Namespace):
+def load_images(args: argparse.Namespace) -> tuple[list, list[Path]]:
+    """Preprocessed condition images and their paths (none needed for --list-samplers)."""
     if not args.image:
+        if args.list_samplers:
+            return [], []
         raise ValueError("no image given: pass --image PATH (a file or a folder; repeatable)")
     paths = [p for arg in args.image for p in list_images(arg)]
     ratio = None if args.no_recentre else 0.85
     images = [preprocess_image(p, size=args.condition_size, remove_bg=args.remove_background, recentre_ratio=ratio)
               for p in paths]
-    return images, [p.stem for p in paths]
+    return images, paths
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
 
     def go():
+        images, paths = load_images(args)
         kwargs = {k: v for k, v in (("clip_weights", args.clip_weights), ("dino_weights", args.dino_weights)) if v}
-        run("i23d", args, lambda: load_images(args), kwargs)
+        inputs = {"images": [str(p) for p in paths], "remove_background": args.remove_background,
+                  "recentre": not args.no_recentre, "condition_size": args.condition_size, **kwargs}
+        run("i23d", args, images, [p.stem for p in paths], kwargs, inputs)
 
     return main_guard(go)
 

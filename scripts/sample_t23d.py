@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     def go():
         prompts = read_prompts(args)
         kwargs = {"source": args.text_encoder} if args.text_encoder else {}
-        run("t23d", args, lambda: (prompts, prompts), kwargs)
+        run("t23d", args, prompts, prompts, kwargs, {"prompts": prompts, "text_encoder": args.text_encoder})
 
     return main_guard(go)
 

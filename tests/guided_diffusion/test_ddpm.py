@@ -23,7 +23,8 @@ def test_scaled_linear_schedule_closed_form():
     ab = np.cumprod(1 - betas)
     np.testing.assert_allclose(process.alphas_cumprod.numpy(), ab, rtol=1e-12)
     np.testing.assert_allclose(process.sigmas.numpy(), np.sqrt((1 - ab) / ab), rtol=1e-6)
-    assert process.sigmas[0] == pytest.approx(0.029168, abs=1e-5) and process.sigmas[-1] == pytest.approx(14.6146, abs=1e-3)
+    assert process.sigmas[0] == pytest.approx(0.029168, abs=1e-5)
+    assert process.sigmas[-1] == pytest.approx(14.6146, abs=1e-3)
 
 
 def test_linear_schedule_closed_form_and_respacing_scale():
@@ -66,7 +67,8 @@ def test_q_sample_and_model_time_formats():
 def test_loss_is_zero_for_the_oracle_and_positive_otherwise(prediction):
     process = DDPM(prediction=prediction)
     g = torch.Generator().manual_seed(1)
-    x0, noise, t = torch.randn(4, 3, 2, 2, generator=g), torch.randn(4, 3, 2, 2, generator=g), torch.tensor([0, 1, 500, 999])
+    x0, noise = torch.randn(4, 3, 2, 2, generator=g), torch.randn(4, 3, 2, 2, generator=g)
+    t = torch.tensor([0, 1, 500, 999])
 
     def oracle(x_t, time, context):
         a, s = process.coefficients(time, x_t)

@@ -66,7 +66,8 @@ def test_tiny_presets_forward_shapes_and_zero_start(name):
         t, context = torch.tensor([3, 999]), {"crossattn": torch.randn(b, 7, cfg.context_dim)}
     else:
         t = torch.tensor([0.1, 0.9])
-        context = {"crossattn": torch.randn(b, 9, cfg.clip_dim + cfg.dino_dim), "vector": torch.randn(b, cfg.pooled_dim)}
+        context = {"crossattn": torch.randn(b, 9, cfg.clip_dim + cfg.dino_dim),
+                   "vector": torch.randn(b, cfg.pooled_dim)}
     out = model(x, t, context)
     assert out.shape == x.shape and out.dtype == torch.float32
     assert torch.count_nonzero(out) == 0  # zero-initialised output layer

@@ -18,7 +18,8 @@ def _setup(kind, g):
         return model, context, DDPM(), dict(sampler="euler_edm", num_steps=50), 400
     model = build_denoiser(I23DConfig(depth=2, hidden_size=64, num_heads=2, latent_size=SIZE, clip_dim=32,
                                       dino_dim=32, pooled_dim=32))
-    context = {"crossattn": torch.randn(N_LATENTS, 6, 64, generator=g), "vector": torch.randn(N_LATENTS, 32, generator=g)}
+    context = {"crossattn": torch.randn(N_LATENTS, 6, 64, generator=g),
+               "vector": torch.randn(N_LATENTS, 32, generator=g)}
     return model, context, FlowMatching(), dict(sampler="heun", num_steps=20), 300
 
 

@@ -1,0 +1,296 @@
+"""The sample_t23d / sample_i23d contract on a random-init tiny pipeline: outputs, JSON records, no overwriting,
+determinism, every flag taking effect, and one-line errors with exit code 2.
+
+Most runs call `main(argv)` in-process (the model loads in well under a second once its libraries are imported);
+one real subprocess per CLI checks the script entry points and exit codes.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from guided_diffusion.pipeline import GenerationSettings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+sample_t23d, sample_i23d = load_script("sample_t23d"), load_script("sample_i23d")
+EXAMPLE_IMAGE = REPO / "assets" / "i23d_examples" / "white_mug_with_a_black_handle.png"
+PROMPT = "a red chair with a blue seat"
+MESH_OUTPUTS = ("glb", "obj", "ply")
+ALL_OUTPUTS = ("mp4", "gif", "png", *MESH_OUTPUTS, "json")
+STAGE_TIMINGS = {"sampling_s", "decode_s", "render_s", "video_write_s", "mesh_s", "mesh_write_s"}
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    # 2 shared cores: two OpenMP threads on a busy machine run these tiny kernels far slower than one.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def mesh_level(tiny_pipeline_dir) -> float:
+    """An iso-level the random-init field crosses: the median raw σ of a decoded random latent.
+
+    The release level (10) is meaningless for random weights (their σ stays within about ±1), and its no-surface
+    path is tested separately. The tiny VAE's σ distribution barely depends on the latent, so the median of one field
+    lies inside every field's range.
+    """
+    from checkpoints.loader import load_vae_folder
+    from nsr.mesh import density_grid
+
+    vae = load_vae_folder(tiny_pipeline_dir / "vae")
+    with torch.no_grad():
+        triplane = vae.decode(torch.randn(1, *vae.config.latent_shape, generator=torch.Generator().manual_seed(0)))
+        sigma = density_grid(lambda p: {"sigma": vae.query(triplane, p[None])["sigma"][0]}, 16, (-0.45, 0.45))
+    return round(float(np.median(sigma)), 4)
+
+
+@pytest.fixture
+def fast(tiny_pipeline_dir, mesh_level) -> list[str]:
+    return ["--ckpt", str(tiny_pipeline_dir), "--steps", "2", "--seed", "0", "--device", "cpu",
+            "--video-resolution", "32", "--video-views", "4", "--mesh-resolution", "32", "--mesh-level", str(mesh_level)]
+
+
+def run_t23d(out: Path, fast: list[str], *extra: str) -> dict:
+    """Run sample_t23d in-process into `out`; returns the JSON record of the one object it wrote."""
+    before = set(out.glob("*.json"))
+    assert sample_t23d.main(["--prompt", PROMPT, "--out", str(out), *fast, *extra]) == 0
+    (new,) = set(out.glob("*.json")) - before
+    return json.loads(new.read_text())
+
+
+def stems(folder: Path) -> set[str]:
+    return {p.name.split(".")[0] for p in folder.iterdir()}
+
+
+def mp4_frames(path: Path) -> list[np.ndarray]:
+    with imageio.get_reader(path, format="FFMPEG") as reader:
+        return list(reader)
+
+
+def check_outputs(out: Path, record: dict, task: str) -> None:
+    stem = record["files"]["json"].rsplit(".", 1)[0]
+    for ext in ALL_OUTPUTS:
+        assert (out / f"{stem}.{ext}").stat().st_size > 0, ext
+    assert record["task"] == task
+    assert record["checkpoint"] == str(Path(record["checkpoint"]))
+    assert set(record["settings"]) == {f.name for f in fields(GenerationSettings)}
+    assert record["settings"]["steps"] == 2 and record["settings"]["seed"] == 0
+    assert STAGE_TIMINGS <= set(record["timings_s"]) and record["load_s"] > 0
+    assert all(v >= 0 for v in record["timings_s"].values())
+    assert record["mesh"]["surface"] and record["mesh"]["faces"] > 0
+    assert record["latent"]["shape"] == [12, 16, 16]
+
+
+def subprocess_env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def test_t23d_script_writes_every_output(tmp_path, fast, tiny_pipeline_dir):
+    out = tmp_path / "t23d"
+    proc = subprocess.run([sys.executable, "scripts/sample_t23d.py", "--prompt", PROMPT, "--out", str(out), *fast],
+                          cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (json_file,) = out.glob("*.json")
+    record = json.loads(json_file.read_text())
+    check_outputs(out, record, "t23d")
+    assert record["checkpoint"] == str(tiny_pipeline_dir)
+    assert record["label"] == PROMPT and record["inputs"]["prompts"] == [PROMPT]
+    assert json_file.name == "a_red_chair_with_a_blue_seat_seed0.json"
+    assert f"wrote {out / 'a_red_chair_with_a_blue_seat_seed0.mp4'} (" in proc.stdout
+
+
+def test_i23d_script_writes_every_output(tmp_path, fast):
+    out = tmp_path / "i23d"
+    proc = subprocess.run([sys.executable, "scripts/sample_i23d.py", "--image", str(EXAMPLE_IMAGE), "--out", str(out),
+                           *fast], cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (json_file,) = out.glob("*.json")
+    record = json.loads(json_file.read_text())
+    check_outputs(out, record, "i23d")
+    assert record["label"] == EXAMPLE_IMAGE.stem
+    assert record["inputs"] == {"images": [str(EXAMPLE_IMAGE)], "remove_background": False, "recentre": True,
+                                "condition_size": 256}
+    assert record["settings"]["sampler"] == "dopri5"  # the flow-matching default
+
+
+def test_runs_never_overwrite(tmp_path, fast):
+    out = tmp_path / "out"
+    first = run_t23d(out, fast)
+    first_bytes = {p.name: p.read_bytes() for p in out.iterdir()}
+    second = run_t23d(out, fast)
+    assert first["files"]["json"] == "a_red_chair_with_a_blue_seat_seed0.json"
+    assert second["files"]["json"] == "a_red_chair_with_a_blue_seat_seed0-1.json"
+    assert stems(out) == {"a_red_chair_with_a_blue_seat_seed0", "a_red_chair_with_a_blue_seat_seed0-1"}
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name in first_bytes} == first_bytes
+
+
+def test_same_seed_same_latent_and_mesh(tmp_path, fast):
+    out = tmp_path / "out"
+    a, b = run_t23d(out, fast), run_t23d(out, fast)
+    c = run_t23d(out, fast, "--seed", "1")
+    assert a["latent"] == b["latent"]
+    assert c["latent"]["sha256"] != a["latent"]["sha256"] and c["seed"] == 1
+    mesh_a, mesh_b = (trimesh.load(out / r["files"]["ply"], process=False) for r in (a, b))
+    np.testing.assert_array_equal(mesh_a.vertices, mesh_b.vertices)
+    np.testing.assert_array_equal(mesh_a.faces, mesh_b.faces)
+    assert (out / a["files"]["png"]).read_bytes() == (out / b["files"]["png"]).read_bytes()
+
+
+def test_every_flag_takes_effect(tmp_path, fast):
+    out = tmp_path / "out"
+    base = run_t23d(out, fast)
+    frames = mp4_frames(out / base["files"]["mp4"])
+    assert len(frames) == 4 and frames[0].shape == (32, 64, 3)  # [RGB | depth] side by side
+
+    views = run_t23d(out, fast, "--video-views", "6", "--video-resolution", "24")
+    frames = mp4_frames(out / views["files"]["mp4"])
+    assert len(frames) == 6 and frames[0].shape == (24, 48, 3)
+    assert views["latent"] == base["latent"]
+
+    coarse = run_t23d(out, fast, "--mesh-resolution", "20")
+    assert coarse["settings"]["mesh_resolution"] == 20 and coarse["mesh"]["faces"] < base["mesh"]["faces"]
+    decimated = run_t23d(out, fast, "--mesh-faces", "100")
+    assert decimated["mesh"]["faces"] <= 100
+    level = run_t23d(out, fast, "--mesh-level", str(base["settings"]["mesh_level"] + 0.02))
+    assert level["mesh"]["vertices"] != base["mesh"]["vertices"]
+
+    steps = run_t23d(out, fast, "--steps", "3")
+    assert steps["settings"]["steps"] == 3 and steps["latent"] != base["latent"]
+    sampler = run_t23d(out, fast, "--sampler", "ddim")
+    assert base["settings"]["sampler"] == "euler_edm" and sampler["settings"]["sampler"] == "ddim"
+    assert sampler["latent"] != base["latent"]
+    cfg = run_t23d(out, fast, "--cfg-scale", "1.5")
+    assert base["settings"]["cfg_scale"] == 6.5 and cfg["settings"]["cfg_scale"] == 1.5
+    assert cfg["latent"] != base["latent"]
+
+    fps = run_t23d(out, fast, "--video-fps", "5")
+    with imageio.get_reader(out / fps["files"]["mp4"], format="FFMPEG") as reader:
+        assert reader.get_meta_data()["fps"] == 5
+
+
+def test_num_samples_use_consecutive_seeds(tmp_path, fast):
+    out = tmp_path / "out"
+    assert sample_t23d.main(["--prompt", PROMPT, "--out", str(out), *fast, "--num-samples", "2", "--seed", "5"]) == 0
+    records = {r["seed"]: r for r in (json.loads(p.read_text()) for p in out.glob("*.json"))}
+    assert set(records) == {5, 6} and records[5]["latent"] != records[6]["latent"]
+    assert stems(out) == {"a_red_chair_with_a_blue_seat_seed5", "a_red_chair_with_a_blue_seat_seed6"}
+    alone = run_t23d(tmp_path / "alone", fast, "--seed", "6")
+    assert alone["latent"] == records[6]["latent"]  # a sample does not depend on the others in its batch
+
+
+def test_i23d_input_flags_take_effect(tmp_path, fast):
+    out = tmp_path / "out"
+
+    def run(*extra: str) -> dict:
+        before = set(out.glob("*.json"))
+        assert sample_i23d.main(["--image", str(EXAMPLE_IMAGE), "--out", str(out), *fast, *extra]) == 0
+        (new,) = set(out.glob("*.json")) - before
+        return json.loads(new.read_text())
+
+    base = run()
+    kept = run("--no-recentre")
+    assert kept["inputs"]["recentre"] is False and kept["latent"] != base["latent"]
+    small = run("--condition-size", "128")
+    assert small["inputs"]["condition_size"] == 128
+
+
+def test_no_surface_still_writes_video_and_record(tmp_path, fast, capsys):
+    out = tmp_path / "out"
+    assert sample_t23d.main(["--prompt", PROMPT, "--out", str(out), *fast, "--mesh-level", "10"]) == 0
+    (json_file,) = out.glob("*.json")
+    record = json.loads(json_file.read_text())
+    assert record["mesh"]["surface"] is False
+    assert record["mesh"]["error"].startswith("no surface: sigma spans [")
+    assert record["mesh"]["error"].endswith("and never crosses level 10")
+    assert set(record["files"]) == {"mp4", "gif", "png"} and not list(out.glob("*.glb"))
+    captured = capsys.readouterr()
+    assert "(no mesh)" in captured.out
+    assert f"warning: {record['mesh']['error']}; try a --mesh-level inside that range\n" in captured.err
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    return err.rstrip("\n")
+
+
+def test_empty_prompt_is_one_line_exit_2(tmp_path, fast, capsys):
+    assert sample_t23d.main(["--prompt", "  ", "--out", str(tmp_path / "out"), *fast]) == 2
+    assert one_error_line(capsys) == ("error: empty prompt: prompt(s) at position 0 of 1 are empty or whitespace "
+                                      "only; describe the object to generate, e.g. 'a blue plastic chair'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_prompt_is_one_line_exit_2(tmp_path, fast, capsys):
+    assert sample_t23d.main(["--out", str(tmp_path / "out"), *fast]) == 2
+    assert one_error_line(capsys) == 'error: no prompt given: pass --prompt "..." (repeatable) or --prompt-file FILE'
+
+
+def test_unreadable_image_is_one_line_exit_2(tmp_path, fast, capsys):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    assert sample_i23d.main(["--image", str(broken), "--out", str(tmp_path / "out"), *fast]) == 2
+    assert one_error_line(capsys) == f"error: cannot read image {broken}: not a recognised image format or corrupt"
+    missing = tmp_path / "missing.png"
+    assert sample_i23d.main(["--image", str(missing), "--out", str(tmp_path / "out"), *fast]) == 2
+    assert one_error_line(capsys) == f"error: cannot read image {missing}: no such file or folder"
+    assert sample_i23d.main(["--out", str(tmp_path / "out"), *fast]) == 2
+    assert one_error_line(capsys) == "error: no image given: pass --image PATH (a file or a folder; repeatable)"
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_sampler_is_one_line_exit_2(tmp_path, fast, capsys):
+    assert sample_t23d.main(["--prompt", PROMPT, "--out", str(tmp_path / "out"), *fast, "--sampler", "nope"]) == 2
+    assert one_error_line(capsys) == ("error: unknown sampler 'nope' for this t23d checkpoint; "
+                                      "choose one of euler_edm, ddim, dpm_solver_pp")
+    assert sample_i23d.main(["--image", str(EXAMPLE_IMAGE), "--out", str(tmp_path / "out"), *fast,
+                             "--sampler", "ddim"]) == 2
+    assert one_error_line(capsys) == ("error: unknown sampler 'ddim' for this i23d checkpoint; "
+                                      "choose one of dopri5, euler, heun, euler_maruyama")
+
+
+def test_list_samplers(tmp_path, fast, capsys):
+    assert sample_i23d.main(["--out", str(tmp_path / "out"), *fast, "--list-samplers"]) == 0
+    assert capsys.readouterr().out == "dopri5 euler heun euler_maruyama\n"
+
+
+def test_missing_checkpoint_is_one_line_exit_2(tmp_path, fast, capsys):
+    missing = tmp_path / "no_such_checkpoint"
+    argv = ["--prompt", PROMPT, "--out", str(tmp_path / "out"), *fast, "--ckpt", str(missing)]
+    assert sample_t23d.main(argv) == 2
+    assert one_error_line(capsys) == (f"error: checkpoint '{missing}' not found: pass an existing folder or file to "
+                                      f"--ckpt, or one of released-i23d, released-t23d for the authors' released "
+                                      f"weights")
+
+
+def test_checkpoint_without_task_is_one_line_exit_2(tmp_path, fast, tiny_pipeline_dir, capsys):
+    text_only = tmp_path / "text_only"
+    text_only.mkdir()
+    for part in ("vae", "t23d"):
+        (text_only / part).symlink_to(tiny_pipeline_dir / part)
+    argv = ["--image", str(EXAMPLE_IMAGE), "--out", str(tmp_path / "out"), *fast, "--ckpt", str(text_only)]
+    assert sample_i23d.main(argv) == 2
+    assert one_error_line(capsys) == f"error: {text_only} has no i23d/ model; available: ['t23d']"
