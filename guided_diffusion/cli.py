@@ -116,12 +116,17 @@ def run(task: str, args: argparse.Namespace, conditions: list, labels: list[str]
     return results
 
 
+def error_line(err: BaseException) -> str:
+    """The one line a user sees for `err` (KeyError's str() would add quotes around its message)."""
+    message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    return (message.splitlines() or [type(err).__name__])[0]
+
+
 def main_guard(fn: Callable[[], object]) -> int:
     """Run `fn`; a user error becomes one line on stderr and exit code 2."""
     try:
         fn()
     except USER_ERRORS as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {error_line(err)}", file=sys.stderr)
         return 2
     return 0

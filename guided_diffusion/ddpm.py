@@ -30,6 +30,13 @@ class TimestepFormat(str, Enum):
     FRACTION = "fraction"  # t / N in [0, 1): the ShapeNet/FFHQ UNet was trained on continuous VP-SDE time
 
 
+class EpsMixing(str, Enum):
+    NONE = "none"
+    # LSGM mixed prediction (ShapeNet/FFHQ UNet): ε = (1 − σ(l))·s_t·x_t + σ(l)·ε_net with l = model.mixing_logit,
+    # i.e. a learned blend with the ε that is exact when the data are N(0, I).
+    LEARNED = "learned"
+
+
 def beta_schedule(kind: BetaSchedule, num_timesteps: int) -> torch.Tensor:
     """β_t `(N,)` in float64."""
     kind = BetaSchedule(kind)
@@ -76,8 +83,10 @@ class DDPM:
     """
 
     def __init__(self, schedule: BetaSchedule = BetaSchedule.SCALED_LINEAR, num_timesteps: int = 1000,
-                 prediction: Prediction = Prediction.EPS, timestep_format: TimestepFormat = TimestepFormat.INDEX):
+                 prediction: Prediction = Prediction.EPS, timestep_format: TimestepFormat = TimestepFormat.INDEX,
+                 eps_mixing: EpsMixing = EpsMixing.NONE):
         self.schedule = BetaSchedule(schedule)
+        self.eps_mixing = EpsMixing(eps_mixing)
         self.num_timesteps = num_timesteps
         self.prediction = Prediction(prediction)
         self.timestep_format = TimestepFormat(timestep_format)
@@ -100,6 +109,16 @@ class DDPM:
         a, s = self.coefficients(t, x0)
         return a * x0 + s * noise
 
+    def network_eps(self, model: Model, x_t: torch.Tensor, t: torch.Tensor, a: torch.Tensor, s: torch.Tensor,
+                    context: dict) -> torch.Tensor:
+        """ε̂ at VP state x_t, index t `(B,)`, from whatever the network predicts (and mixed, with `eps_mixing`)."""
+        out = model(x_t, self.model_time(t), context)
+        eps = out if self.prediction is Prediction.EPS else split_prediction(self.prediction, out, x_t, a, s)[1]
+        if self.eps_mixing is EpsMixing.LEARNED:
+            coeff = torch.sigmoid(model.mixing_logit)
+            eps = (1 - coeff) * s * x_t + coeff * eps
+        return eps
+
     def sigma_to_index(self, sigma: torch.Tensor) -> torch.Tensor:
         """Nearest table index for each σ `(B,)` (ties go to the lower index)."""
         table = self.sigmas.to(sigma.device)
@@ -117,25 +136,23 @@ class DDPM:
         t = self.sigma_to_index(sigma)
         sigma_t = _expand(self.sigmas.to(x.device)[t], x)
         c_in = 1 / (sigma_t**2 + 1.0) ** 0.5
-        x_t = x * c_in
-        out = model(x_t, self.model_time(t), context)
-        if self.prediction is Prediction.EPS:
-            eps = out
-        else:
-            eps = split_prediction(self.prediction, out, x_t, c_in, sigma_t * c_in)[1]
-        return x - sigma_t * eps
+        return x - sigma_t * self.network_eps(model, x * c_in, t, c_in, sigma_t * c_in, context)
 
     def loss(self, model: Model, x0: torch.Tensor, context: dict, t: torch.Tensor | None = None,
              noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Per-sample MSE `(B,)` between the network output and its `prediction` target, t ~ U{0..N−1}.
+        """Per-sample MSE `(B,)` between the network output and its `prediction` target, t ~ U{0..N−1}; with
+        `eps_mixing` the mixed ε̂ against ε (LSGM trains the mixed ε; its importance weighting is not used).
 
-        With ε-prediction this is the released loss (sgm's σ⁻²-weighted denoiser MSE equals ‖ε̂ − ε‖²).
+        With ε-prediction this is the released T23D loss (sgm's σ⁻²-weighted denoiser MSE equals ‖ε̂ − ε‖²).
         """
         if t is None:
             t = torch.randint(0, self.num_timesteps, (x0.shape[0],), generator=generator, device=x0.device)
         if noise is None:
             noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         a, s = self.coefficients(t, x0)
-        out = model(a * x0 + s * noise, self.model_time(t), context)
-        target = join_prediction(self.prediction, x0, noise, a, s)
+        x_t = a * x0 + s * noise
+        if self.eps_mixing is EpsMixing.LEARNED:
+            out, target = self.network_eps(model, x_t, t, a, s, context), noise
+        else:
+            out, target = model(x_t, self.model_time(t), context), join_prediction(self.prediction, x0, noise, a, s)
         return (out.float() - target.float()).pow(2).flatten(1).mean(1)

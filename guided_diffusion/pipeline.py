@@ -20,6 +20,7 @@ from guided_diffusion.config import DiffusionConfig, Process, build_process, fro
 from guided_diffusion.samplers import DDPM_SAMPLERS, Sampler, sample
 from nsr.cameras import turntable
 from nsr.mesh import EmptyMeshError, Mesh, extract_mesh, save_mesh
+from nsr.vae import TriplaneVAE
 from utils.media import compose_rgb_depth, write_image, write_json_record, write_video
 
 
@@ -93,8 +94,13 @@ class Pipeline:
                              f"choose one of {', '.join(self.samplers)}")
         steps = settings.steps if settings.steps is not None else self.diffusion.num_steps
         cfg = settings.cfg_scale if settings.cfg_scale is not None else self.diffusion.guidance_scale
-        if steps < 1:
-            raise ValueError(f"--steps must be at least 1, got {steps}")
+        minimums = {"steps": (steps, 1), "num_samples": (settings.num_samples, 1),
+                    "batch_size": (settings.batch_size, 1), "video_views": (settings.video_views, 1),
+                    "video_resolution": (settings.video_resolution, 2),
+                    "mesh_resolution": (settings.mesh_resolution, 2)}
+        for name, (value, least) in minimums.items():
+            if value < least:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
         return GenerationSettings(**{**asdict(settings), "sampler": sampler, "steps": steps, "cfg_scale": cfg})
 
     def _noise(self, count: int, seed: int) -> torch.Tensor:
@@ -147,29 +153,38 @@ class Pipeline:
         return [GeneratedObject(label, j, latents[i].cpu(), triplanes[i:i + 1], dict(per_sample))
                 for i, (label, j) in enumerate(items)]
 
-    @torch.no_grad()
     def turntable_frames(self, triplane: torch.Tensor, views: int, resolution: int) -> list[np.ndarray]:
-        """[RGB | viridis depth] frames `(R, 2R, 3)` uint8 for a turntable around the object."""
-        cameras = turntable(views).to(self.device)
-        frames = []
-        for cam in cameras.split(4):
-            out = self.models.vae.render(triplane, cam[None], resolution, deterministic=True)
-            for rgb, depth in zip(out["rgb"][0], out["depth"][0]):
-                frames.append(compose_rgb_depth(rgb.float().cpu(), depth.float().cpu()))
-        return frames
+        return turntable_frames(self.models.vae, triplane, views, resolution)
 
-    @torch.no_grad()
     def mesh(self, triplane: torch.Tensor, settings: GenerationSettings) -> Mesh:
-        vae = self.models.vae
-        half = vae.config.renderer.sample_bbox or vae.config.renderer.box_warp / 2
+        return triplane_mesh(self.models.vae, triplane, settings.mesh_resolution, settings.mesh_level,
+                             settings.mesh_chunk, settings.mesh_faces)
 
-        def query(points: torch.Tensor) -> dict:
-            out = vae.query(triplane, points[None].to(self.device))
-            return {"sigma": out["sigma"][0], "rgb": out["rgb"][0]}
 
-        return extract_mesh(query, resolution=settings.mesh_resolution, level=settings.mesh_level,
-                            chunk_size=settings.mesh_chunk, bbox=(-half, half), device=self.device,
-                            target_faces=settings.mesh_faces)
+@torch.no_grad()
+def turntable_frames(vae: TriplaneVAE, triplane: torch.Tensor, views: int, resolution: int) -> list[np.ndarray]:
+    """[RGB | viridis depth] frames `(R, 2R, 3)` uint8 of a deterministic turntable around triplane `(1, 3F, R, R)`."""
+    cameras = turntable(views).to(triplane.device)
+    frames = []
+    for cam in cameras.split(4):
+        out = vae.render(triplane, cam[None], resolution, deterministic=True)
+        for rgb, depth in zip(out["rgb"][0], out["depth"][0]):
+            frames.append(compose_rgb_depth(rgb.float().cpu(), depth.float().cpu()))
+    return frames
+
+
+@torch.no_grad()
+def triplane_mesh(vae: TriplaneVAE, triplane: torch.Tensor, resolution: int = 192, level: float = 10.0,
+                  chunk: int = 2**18, faces: int | None = None) -> Mesh:
+    """Marching-cubes mesh of triplane `(1, 3F, R, R)` over the renderer's sampling box (`nsr.mesh.extract_mesh`)."""
+    half = vae.config.renderer.sample_bbox or vae.config.renderer.box_warp / 2
+
+    def query(points: torch.Tensor) -> dict:
+        out = vae.query(triplane, points[None].to(triplane.device))
+        return {"sigma": out["sigma"][0], "rgb": out["rgb"][0]}
+
+    return extract_mesh(query, resolution=resolution, level=level, chunk_size=chunk, bbox=(-half, half),
+                        device=triplane.device, target_faces=faces)
 
 
 def latent_fingerprint(latent: torch.Tensor) -> dict:

@@ -135,8 +135,8 @@ def preset_train_config(preset_name: str, **overrides) -> DiffusionTrainConfig:
     cfg = DiffusionTrainConfig(**{**TRAIN_PRESETS[preset_name], "preset": preset_name, **overrides})
     preset_task = TRAIN_PRESETS[preset_name]["task"]
     if cfg.task != preset_task:
-        raise ValueError(f"preset {preset_name!r} is a {preset_task} model; pass --task {preset_task} or a "
-                         f"{cfg.task} preset")
+        raise ValueError(f"preset {preset_name!r} is a {preset_task} model; pass --task {preset_task}, or a "
+                         f"{cfg.task} preset ({', '.join(p for p in TRAIN_PRESETS if p.startswith(cfg.task))})")
     return cfg
 
 
@@ -150,9 +150,10 @@ def stage2_config(cfg: DiffusionTrainConfig) -> Stage2Config:
     for section, values in cfg.stage2_overrides.items():
         if section not in ("denoiser", "diffusion"):
             raise ValueError(f"stage-2 override section {section!r} is unknown; use 'denoiser' or 'diffusion'")
-        unknown = sorted(set(values) - set(data[section]) - {"arch"})
+        known = sorted(set(data[section]) - {"arch"})
+        unknown = sorted(set(values) - set(known))
         if unknown:
-            raise ValueError(f"unknown {section} override {unknown[0]!r}; known: {sorted(data[section])}")
+            raise ValueError(f"unknown {section} override {unknown[0]!r}; known: {', '.join(known)}")
         data[section].update(values)
     if cfg.cfg_dropout is not None:
         data["diffusion"]["condition_dropout"] = cfg.cfg_dropout
@@ -229,20 +230,20 @@ def read_store_json(latents: str | Path, name: str) -> dict | None:
 
 
 def resolve_vae_folder(cfg: DiffusionTrainConfig) -> Path:
-    """--vae, else the VAE the latent store was extracted with; absolute, because the checkpoint records it."""
+    """The VAE checkpoint folder of --vae (or of the VAE the latent store was extracted with), absolute, because
+    every stage-2 checkpoint records it."""
     vae = cfg.vae or (read_store_json(cfg.latents, EXTRACTION_FILE) or {}).get("vae")
     if not vae:
         raise ValueError(f"{cfg.latents} does not record its VAE ({EXTRACTION_FILE}); pass --vae DIR, the VAE "
                          f"folder its latents came from")
-    folder = Path(vae).resolve()
-    checkpoint.resolve_model_folder(folder)  # fails now, not after training, when it holds no model
-    return folder
+    # the exact checkpoint: a VAE run that keeps training must not change which VAE this model decodes with
+    return checkpoint.resolve_model_folder(Path(vae)).resolve()
 
 
 def vae_latent_shape(vae_folder: Path) -> tuple[int, int, int]:
     from nsr.config import vae_config
 
-    config = checkpoint.read_json(checkpoint.resolve_model_folder(vae_folder) / checkpoint.CONFIG_FILE)
+    config = checkpoint.read_json(vae_folder / checkpoint.CONFIG_FILE)
     return vae_config(config["preset"], config.get("overrides")).latent_shape
 
 
@@ -282,10 +283,11 @@ class DiffusionTrainer:
         # the same initial weights on every rank and for every world size; per-rank streams start after
         seed_everything(cfg.seed)
         self.conditioner = build_training_conditioner(cfg)
-        stage2 = match_context(stage2_config(cfg), self.conditioner)
+        stage2 = stage2_config(cfg)
         if stage2.denoiser.arch is not TASK_ARCH[cfg.task]:
             raise ValueError(f"preset {cfg.preset!r} builds a {stage2.denoiser.arch.value} denoiser, not a {cfg.task} "
                              f"one")
+        stage2 = match_context(stage2, self.conditioner)
         divider, source = resolve_latent_divider(cfg, stage2)
         if not divider > 0:
             raise ValueError(f"latent divider must be positive, got {divider} (from {source})")
@@ -371,8 +373,9 @@ class DiffusionTrainer:
         saved, now = state["config"], self.model_config()
         changed = [k for k in ("task", "stage2", "conditioner") if saved.get(k) != now[k]]
         if changed:
-            raise checkpoint.CheckpointError(f"{folder} was trained with a different {changed[0]} configuration; "
-                                             f"resume with the flags of that run (see {self.out / 'config.json'})")
+            raise checkpoint.CheckpointError(f"{folder} was trained with a different {' and '.join(changed)} "
+                                             f"configuration; resume with the flags of that run (see "
+                                             f"{self.out / 'config.json'})")
         checkpoint.load_into(self.model, state["model"], folder / checkpoint.MODEL_FILE)
         self.optimizer.load_state_dict(state["optimizer"]["model"])
         if self.ema is not None:

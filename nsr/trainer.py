@@ -110,28 +110,36 @@ class VAETrainConfig:
 # Training defaults per VAE preset; the CLI and shell launchers override single fields.
 TRAIN_PRESETS: dict[str, dict] = {
     # the XL recipe (`ln3diff-vae-175K_debug.sh`); the release's README says 192², the script 256 / 48
-    "objaverse": dict(lr_encoder=1.5e-4, lr_decoder=7.5e-5, lr_conv=1.5e-4, render_resolution=256, patch_size=48,
-                      num_target_views=12, loss=dict(l2_weight=0.0, l1_weight=1.0, lpips_weight=0.8, depth_weight=0.1, alpha_weight=1.0,
-                                disc_weight=0.08)),
+    "objaverse": dict(
+        lr_encoder=1.5e-4, lr_decoder=7.5e-5, lr_conv=1.5e-4, render_resolution=256, patch_size=48,
+        num_target_views=12,
+        loss=dict(l2_weight=0.0, l1_weight=1.0, lpips_weight=0.8, depth_weight=0.1, alpha_weight=1.0,
+                  disc_weight=0.08)),
     # `mv-75k-addDepth_disc.sh`
-    "objaverse-b": dict(lr_encoder=2e-4, lr_decoder=1e-4, lr_conv=2e-4, render_resolution=128, patch_size=64,
-                        num_target_views=8, loss=dict(l2_weight=1.0, l1_weight=0.0, lpips_weight=2.0, depth_weight=0.5,
-                                  alpha_weight=1.0, disc_weight=0.5)),
-    # ShapeNet `{car,chair,plane}_vae.sh` (no discriminator, no depth)
-    "shapenet": dict(lr_encoder=1e-5, lr_decoder=1e-5, lr_conv=5e-4, render_resolution=128, patch_size=64,
-                     num_target_views=3, loss=dict(l2_weight=1.0, l1_weight=0.0, lpips_weight=2.0, depth_weight=0.0, alpha_weight=1.0,
-                               disc_weight=0.0)),
-    "ffhq": dict(lr_encoder=1e-5, lr_decoder=1e-5, lr_conv=5e-4, render_resolution=128, patch_size=64,
-                 loss=dict(l2_weight=1.0, l1_weight=0.0, lpips_weight=2.0, depth_weight=0.0, alpha_weight=0.0,
-                           disc_weight=0.0)),
+    "objaverse-b": dict(
+        lr_encoder=2e-4, lr_decoder=1e-4, lr_conv=2e-4, render_resolution=128, patch_size=64, num_target_views=8,
+        loss=dict(l2_weight=1.0, l1_weight=0.0, lpips_weight=2.0, depth_weight=0.5, alpha_weight=1.0,
+                  disc_weight=0.5)),
+    # ShapeNet `{car,chair,plane}_vae.sh`: no discriminator, no depth
+    "shapenet": dict(
+        lr_encoder=1e-5, lr_decoder=1e-5, lr_conv=5e-4, render_resolution=128, patch_size=64, num_target_views=3,
+        loss=dict(l2_weight=1.0, l1_weight=0.0, lpips_weight=2.0, depth_weight=0.0, alpha_weight=1.0,
+                  disc_weight=0.0)),
+    "ffhq": dict(
+        lr_encoder=1e-5, lr_decoder=1e-5, lr_conv=5e-4, render_resolution=128, patch_size=64,
+        loss=dict(l2_weight=1.0, l1_weight=0.0, lpips_weight=2.0, depth_weight=0.0, alpha_weight=0.0,
+                  disc_weight=0.0)),
     # procedural data: small nets learn fast, the KL stays negligible for the first few thousand steps
-    "small": dict(lr_encoder=2e-4, lr_decoder=1e-4, lr_conv=4e-4, render_resolution=64, patch_size=48,
-                  loss=dict(l2_weight=1.0, l1_weight=0.0, lpips_weight=1.0, depth_weight=0.5, alpha_weight=1.0,
-                            disc_weight=0.0)),
-    # CPU overfit / smoke runs: whole 32² images, no LPIPS (no 32-pixel-safe backbone), no discriminator
-    "tiny": dict(lr_encoder=1e-3, lr_decoder=5e-4, lr_conv=2e-3, render_resolution=32, patch_size=0, log_interval=10,
-                 num_workers=0, loss=dict(l2_weight=1.0, l1_weight=0.0, lpips_weight=0.0, depth_weight=0.5,
-                                          alpha_weight=1.0, disc_weight=0.0)),
+    "small": dict(
+        lr_encoder=2e-4, lr_decoder=1e-4, lr_conv=4e-4, render_resolution=64, patch_size=48,
+        loss=dict(l2_weight=1.0, l1_weight=0.0, lpips_weight=1.0, depth_weight=0.5, alpha_weight=1.0,
+                  disc_weight=0.0)),
+    # CPU overfit / smoke runs: whole 32² images, no LPIPS (no backbone offline; slow on CPU), no discriminator
+    "tiny": dict(
+        lr_encoder=1e-3, lr_decoder=5e-4, lr_conv=2e-3, render_resolution=32, patch_size=0, log_interval=10,
+        num_workers=0,
+        loss=dict(l2_weight=1.0, l1_weight=0.0, lpips_weight=0.0, depth_weight=0.5, alpha_weight=1.0,
+                  disc_weight=0.0)),
 }
 
 
@@ -219,6 +227,7 @@ class VAETrainer:
         seed_everything(derive_seed(cfg.seed, "rank", self.rank))
 
         self.vae_config = vae_config(cfg.preset, cfg.vae_overrides)
+        self.dataset = self._build_dataset()
         self.vae = build_vae(self.vae_config).to(self.device)
         self.loss = VAELoss(cfg.loss).to(self.device)
         self._check_sizes()
@@ -233,21 +242,21 @@ class VAETrainer:
         self.patch_generator = torch.Generator().manual_seed(derive_seed(cfg.seed, "patches", self.rank))
         self.step = 0
         self.batches_consumed = 0
-
+        self.resumed_from: Path | None = None
         if cfg.resume:
             self._resume()
-
+        # the DDP wrappers (or the plain modules in one process): the generator and discriminator updates go
+        # through these; `forward_module` itself renders the discriminator's fakes without gradient syncing
         self.train_forward, self.paired_disc = self._wrap_distributed()
-        self.dataset = self._build_dataset()
 
     # -- set-up -------------------------------------------------------------------------------------------------
 
     def _check_sizes(self) -> None:
-        p = self.cfg.patch_size
-        if p and self.loss.lpips is not None and p < 32:
+        p = self.cfg.patch_size or self.cfg.render_resolution
+        if self.loss.lpips is not None and p < 32:
             raise ValueError(f"--patch-size {p} is too small for LPIPS (needs ≥ 32); raise it or pass "
                              f"--lpips-weight 0")
-        if p and self.loss.discriminator is not None and p < 24:
+        if self.loss.discriminator is not None and p < 24:
             raise ValueError(f"--patch-size {p} is too small for the 3-layer PatchGAN (needs ≥ 24); raise it or "
                              f"pass --disc-weight 0")
 
@@ -295,7 +304,8 @@ class VAETrainer:
         if folder is None:
             log.warning("--resume: no checkpoint in %s, starting from scratch", self.out)
             return
-        state = checkpoint.load_checkpoint(folder, map_location=self.device)
+        # on the CPU: RNG states must stay CPU tensors; load_state_dict moves everything else onto the parameters
+        state = checkpoint.load_checkpoint(folder, map_location="cpu")
         checkpoint.load_into(self.vae, state["model"], folder / checkpoint.MODEL_FILE)
         self.optimizer.load_state_dict(state["optimizer"]["vae"])
         if self.ema is not None:
@@ -316,12 +326,11 @@ class VAETrainer:
         self.guard.load_state_dict(trainer["guard"])
         if len(trainer["rng"]) == self.world:
             restore_rng_state(trainer["rng"][self.rank])
-            self.patch_generator.set_state(trainer["patch_rng"][self.rank].cpu())
+            self.patch_generator.set_state(trainer["patch_rng"][self.rank])
         else:
             log.warning("resuming with %d processes from a %d-process checkpoint: random streams restart",
                         self.world, len(trainer["rng"]))
-        if distributed.is_main():
-            log.info("resumed from %s (step %d)", folder, self.step)
+        self.resumed_from = folder
 
     def save(self) -> Path | None:
         rng = distributed.all_gather_object(capture_rng_state())
@@ -405,6 +414,8 @@ class VAETrainer:
                                           "world_size": self.world, "device": str(self.device)})
         logger = TrainLogger(self.out, cfg.max_steps, self.step, enabled=distributed.is_main(),
                              tensorboard=cfg.tensorboard, progress=cfg.progress)
+        if self.resumed_from is not None:
+            logger.event(f"resumed from {self.resumed_from} at step {self.step}")
         self.forward_module.train()
         self.loss.train()
         data = iter(self._loader())

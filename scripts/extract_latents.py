@@ -14,6 +14,7 @@ it by default).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -28,12 +29,13 @@ from tqdm import tqdm
 from datasets.collate import collate_samples
 from datasets.errors import BadSampleError
 from datasets.latents import LatentStoreWriter
-from datasets.multiview import encoder_input, target_tensors
-from datasets.rig import ENCODER_VIEWS
+from datasets.multiview import target_tensors
 from datasets.stores import ObjectStore, open_store
 from guided_diffusion.trainer import EXTRACTION_FILE, STATS_FILE
-from nsr.config import ConvEncoderConfig, VAEConfig
+from nsr.config import VAEConfig
+from nsr.encoding import default_encoder_views, record_encoder_input
 from nsr.posterior import Posterior
+from nsr.trainer import encoder_resolution
 from utils.checkpoint import CheckpointError, atomic_write_json, resolve_model_folder
 from utils.training import derive_seed
 
@@ -42,22 +44,14 @@ log = logging.getLogger("ln3diff.extract")
 DEFAULT_COND_VIEWS = (0, 9, 18, 27, 33)  # the encoder views minus the top view: upper ring 0/135/270°, lower 0/180°
 
 
-def default_views(config: VAEConfig) -> tuple[int, ...]:
-    """The rig views the VAE's encoder reads: all six extraction views, fewer for fixed-count encoders."""
-    enc = config.encoder
-    if not isinstance(enc, ConvEncoderConfig):
-        return ENCODER_VIEWS[:1]  # single-image ViT encoders (ShapeNet / FFHQ)
-    return ENCODER_VIEWS[:enc.num_views] if enc.view_fusion == "conv" else ENCODER_VIEWS
-
-
 class ExtractionDataset(Dataset):
     """Per object: enc_input `(V, 10, He, He)`, cond_images `(K, 3, Rc, Rc)` uint8 on white, cond_cameras `(K, 25)`,
     object_id, caption, labels. With `skip_bad` an unreadable object yields None (logged) instead of raising."""
 
-    def __init__(self, store: ObjectStore, views: tuple[int, ...], cond_views: tuple[int, ...],
-                 encoder_resolution: int, cond_resolution: int | None, skip_bad: bool = False):
-        self.store, self.views, self.cond_views = store, views, cond_views
-        self.encoder_resolution, self.cond_resolution, self.skip_bad = encoder_resolution, cond_resolution, skip_bad
+    def __init__(self, store: ObjectStore, vae_config: VAEConfig, views: tuple[int, ...],
+                 cond_views: tuple[int, ...], cond_resolution: int | None, skip_bad: bool = False):
+        self.store, self.vae_config, self.views, self.cond_views = store, vae_config, views, cond_views
+        self.cond_resolution, self.skip_bad = cond_resolution, skip_bad
         self.wanted = list(dict.fromkeys(views + cond_views))
 
     def __len__(self) -> int:
@@ -72,7 +66,7 @@ class ExtractionDataset(Dataset):
             log.warning("skipping unreadable object %d: %s", index, error)
             return None
         sample = {"object_id": record.object_id, "caption": record.caption, "labels": record.labels,
-                  "enc_input": encoder_input(record.select(self.views), self.encoder_resolution)}
+                  "enc_input": record_encoder_input(record, self.views, self.vae_config)}
         if self.cond_views:
             cond = record.select(self.cond_views)
             rgb = target_tensors(cond, self.cond_resolution or cond.resolution)["target_rgb"]
@@ -145,18 +139,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 def extract(args: argparse.Namespace) -> dict:
     from checkpoints.loader import load_vae_folder
     from guided_diffusion.cli import pick_device
-    from nsr.trainer import encoder_resolution
 
     out = Path(args.out)
     if (out / EXTRACTION_FILE).exists():
-        raise FileExistsError(f"{out} already holds a latent store ({EXTRACTION_FILE}); pass a new --out")
+        state = "a latent store" if json.loads((out / EXTRACTION_FILE).read_text())["complete"] else \
+            "an interrupted extraction (delete it to start over)"
+        raise FileExistsError(f"{out} already holds {state}; pass a new --out")
     device = pick_device(args.device)
     vae_folder = resolve_model_folder(args.ckpt).resolve()
     vae = load_vae_folder(vae_folder, device)
-    views = args.views or default_views(vae.config)
+    views = args.views or default_encoder_views(vae.config)
     store = open_store(args.data, skip_bad=args.skip_bad_samples)
-    dataset = ExtractionDataset(store, views, args.cond_views, encoder_resolution(vae.config), args.cond_resolution,
-                                args.skip_bad_samples)
+    dataset = ExtractionDataset(store, vae.config, views, args.cond_views, args.cond_resolution, args.skip_bad_samples)
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate_readable)
     record = {"vae": str(vae_folder), "vae_preset": vae.config.preset, "data": str(Path(args.data).resolve()),
               "views": list(views), "cond_views": list(args.cond_views), "cond_resolution": args.cond_resolution,

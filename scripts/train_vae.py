@@ -11,10 +11,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 
 from nsr.losses import VAELossConfig
-from nsr.trainer import TRAIN_PRESETS, preset_train_config, train
+from nsr.trainer import TRAIN_PRESETS, VAETrainer, preset_train_config
 
 _LOSS_FIELDS = {f.name for f in dataclasses.fields(VAELossConfig)}
 
@@ -103,20 +102,22 @@ def config_from_args(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> None:
     from datasets.errors import BadSampleError
+    from utils import distributed
     from utils.checkpoint import CheckpointError
     from utils.training import NonFiniteLossError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        cfg = config_from_args(args)
-    except (ValueError, TypeError) as e:
-        parser.error(str(e))
+        trainer = VAETrainer(config_from_args(args))  # bad settings, data or checkpoints surface here
+    except (ValueError, TypeError, CheckpointError, BadSampleError) as e:
+        parser.exit(2, f"train_vae.py: error: {e}\n")
     try:
-        train(cfg)
+        trainer.train()
     except (CheckpointError, NonFiniteLossError, BadSampleError) as e:
-        print(f"train_vae.py: error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
+        parser.exit(1, f"train_vae.py: error: {e}\n")
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

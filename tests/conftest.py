@@ -3,12 +3,14 @@
 `tiny_pipeline_dir`: a random-init pipeline folder (the `--ckpt` layout of `checkpoints/loader.py`) with a tiny VAE,
 a T23D model (t23d-tiny + offline-text tiny) and an I23D model (i23d-tiny + offline-image tiny). It generates noise,
 not objects, but exercises every stage of generation, export, the CLIs and the gradio app in seconds on a CPU.
+`tiny_mesh_level`: an iso-level its density field crosses, so mesh extraction has a surface to find.
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,3 +55,21 @@ def tiny_pipeline_dir(tmp_path_factory) -> Path:
         config = {"task": task, "stage2": stage2.to_dict(), "conditioner": conditioner.describe()}
         save_model_folder(root / task, state, config)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_mesh_level(tiny_pipeline_dir) -> float:
+    """The median raw σ of a field the tiny VAE decodes from a random latent.
+
+    The release level (10) is meaningless for random weights, whose σ stays within about ±1. The random VAE's σ
+    distribution barely depends on the latent, so the median of one field lies inside every generated field's range.
+    """
+    from checkpoints.loader import load_vae_folder
+    from nsr.mesh import density_grid
+
+    vae = load_vae_folder(tiny_pipeline_dir / "vae")
+    latent = torch.randn(1, *vae.config.latent_shape, generator=torch.Generator().manual_seed(PIPELINE_SEED))
+    with torch.no_grad():
+        triplane = vae.decode(latent)
+        sigma = density_grid(lambda p: {"sigma": vae.query(triplane, p[None])["sigma"][0]}, 16, (-0.45, 0.45))
+    return round(float(np.median(sigma)), 4)

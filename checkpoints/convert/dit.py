@@ -1,7 +1,8 @@
-"""Released ↔ ours key names for the stage-2 denoisers (`ddpm_model.` in the joint checkpoints).
+"""Released ↔ ours key names for the stage-2 denoisers (`ddpm_model.` in the joint checkpoints): the T23D and I23D
+DiTs and the ShapeNet/FFHQ UNet.
 
-Names are standalone (no `ddpm_model.` prefix). Each rule pairs a released pattern with ours; `{i}` stands for a
-block index and `{p}` for `weight` or `bias`. The maps are total and one to one over the manifests: an unknown
+Names are standalone (no `ddpm_model.` prefix). Each rule pairs a released pattern with ours; `{i}`, `{j}`, `{k}`
+stand for indices and `{p}` for `weight` or `bias`. The maps are total and one to one over the manifests: an unknown
 name raises `KeyError`, nothing is dropped. The I23D tensors that the released forward never reads map to
 `release_unused.*`, which only the release preset (`keep_released_unused`) holds.
 """
@@ -64,8 +65,42 @@ RULES: dict[DenoiserArch, list[tuple[str, str]]] = {
 }
 
 
+def _unet_rules() -> list[tuple[str, str]]:
+    """Stage prefixes × the layers a stage can hold ({i}, {j}: stage and layer index; {k}: transformer block)."""
+    layers = [
+        ("in_layers.0.{p}", "norm1.{p}"), ("in_layers.2.{p}", "conv1.{p}"), ("emb_layers.1.{p}", "emb_proj.{p}"),
+        ("out_layers.0.{p}", "norm2.{p}"), ("out_layers.3.{p}", "conv2.{p}"), ("skip_connection.{p}", "skip.{p}"),
+        ("norm.{p}", "norm.{p}"), ("proj_in.{p}", "proj_in.{p}"), ("proj_out.{p}", "proj_out.{p}"),
+    ]
+    for released, ours in (("attn1", "self_attn"), ("attn2", "cross_attn")):
+        layers += [(f"transformer_blocks.{{k}}.{released}.to_{w}.weight", f"blocks.{{k}}.{ours}.to_{w}.weight")
+                   for w in "qkv"]
+        layers.append((f"transformer_blocks.{{k}}.{released}.to_out.0.{{p}}", f"blocks.{{k}}.{ours}.to_out.{{p}}"))
+    layers += [("transformer_blocks.{k}.ff.net.0.proj.{p}", "blocks.{k}.ff.proj.{p}"),
+               ("transformer_blocks.{k}.ff.net.2.{p}", "blocks.{k}.ff.out.{p}")]
+    layers += [(f"transformer_blocks.{{k}}.norm{n}.{{p}}", f"blocks.{{k}}.norm{n}.{{p}}") for n in (1, 2, 3)]
+    top = [
+        ("mixing_logit", "mixing_logit"),
+        ("ema_latent_std", "latent_std"),
+        ("ema_latent_mean", "latent_mean"),
+        ("time_embed.0.{p}", "time_embed.fc1.{p}"),
+        ("time_embed.2.{p}", "time_embed.fc2.{p}"),
+        ("out.0.{p}", "out_norm.{p}"),
+        ("out.2.{p}", "out_conv.{p}"),
+    ]
+    # The input conv and Downsample (`op`) only occur in input stages, Upsample (`conv`) only in output stages.
+    stages = [("input_blocks.{i}.{j}", "down.{i}.{j}", [("{p}", "{p}"), ("op.{p}", "conv.{p}")]),
+              ("middle_block.{j}", "mid.{j}", []),
+              ("output_blocks.{i}.{j}", "up.{i}.{j}", [("conv.{p}", "conv.{p}")])]
+    return top + [(f"{rs}.{rl}", f"{os}.{ol}") for rs, os, extra in stages for rl, ol in layers + extra]
+
+
+RULES[DenoiserArch.UNET] = _unet_rules()
+
+
 def _compile(pattern: str) -> tuple[re.Pattern, str]:
-    regex = re.escape(pattern).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{p\}", r"(?P<p>weight|bias)")
+    regex = re.escape(pattern).replace(r"\{p\}", r"(?P<p>weight|bias)")
+    regex = re.sub(r"\\\{([ijk])\\\}", r"(?P<\1>\\d+)", regex)
     return re.compile(regex + "$"), pattern
 
 

@@ -22,7 +22,7 @@ from guided_diffusion.samplers.euler_edm import EulerEDM
 from guided_diffusion.samplers.flow_ode import Dopri5, FlowEuler, FlowHeun
 from guided_diffusion.samplers.flow_sde import FlowEulerMaruyama
 
-Process = DDPM | FlowMatching
+DiffusionProcess = DDPM | FlowMatching
 AnySampler = FixedStepSampler | Dopri5
 
 
@@ -49,7 +49,8 @@ DDPM_SAMPLERS = frozenset({Sampler.EULER_EDM, Sampler.DDIM, Sampler.DPM_SOLVER_P
 DEFAULT_SAMPLER = {DDPM: Sampler.EULER_EDM, FlowMatching: Sampler.DOPRI5}
 
 
-def build_sampler(name: Sampler | str, process: Process, num_steps: int | None = None, **options) -> AnySampler:
+def build_sampler(name: Sampler | str, process: DiffusionProcess, num_steps: int | None = None,
+                  **options) -> AnySampler:
     """Instantiate a sampler for `process`; `options` are the sampler's own keywords (eta, atol, diffusion, ...)."""
     sampler = Sampler(name)
     if (sampler in DDPM_SAMPLERS) != isinstance(process, DDPM):
@@ -60,7 +61,7 @@ def build_sampler(name: Sampler | str, process: Process, num_steps: int | None =
 
 
 @torch.no_grad()
-def sample(model: Model, process: Process, noise: torch.Tensor, context: dict[str, torch.Tensor], *,
+def sample(model: Model, process: DiffusionProcess, noise: torch.Tensor, context: dict[str, torch.Tensor], *,
            sampler: Sampler | str | None = None, num_steps: int | None = None, guidance_scale: float = 1.0,
            uncond: dict[str, torch.Tensor] | None = None, callback: Callback | None = None,
            generator: torch.Generator | None = None, **options) -> torch.Tensor:

@@ -6,6 +6,7 @@ import torch
 from guided_diffusion.ddpm import (
     DDPM,
     BetaSchedule,
+    EpsMixing,
     Prediction,
     TimestepFormat,
     beta_schedule,
@@ -93,3 +94,35 @@ def test_denoise_recovers_x0_from_an_exact_network_at_table_sigmas(prediction):
 
     x_sigma = x0 + sigma.double()[:, None] * eps
     torch.testing.assert_close(process.denoise(exact, x_sigma, sigma * 1.0001, {}), x0, atol=1e-5, rtol=1e-5)
+
+
+class _VNetwork(torch.nn.Module):
+    """Returns a fixed v; holds a mixing logit like the ShapeNet UNet."""
+
+    def __init__(self, v, logit):
+        super().__init__()
+        self.v = v
+        self.mixing_logit = torch.nn.Parameter(torch.full((1, 3, 1, 1), float(logit)))
+
+    def forward(self, x_t, time, context):
+        return self.v
+
+
+@pytest.mark.parametrize("logit", [-30.0, 0.0, 30.0])
+def test_learned_eps_mixing_blends_the_network_eps_with_the_gaussian_eps(logit):
+    process = DDPM(BetaSchedule.LINEAR, prediction=Prediction.V, timestep_format=TimestepFormat.FRACTION,
+                   eps_mixing=EpsMixing.LEARNED)
+    g = torch.Generator().manual_seed(2)
+    x_t, v = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 3, 4, 4, generator=g)
+    t = torch.tensor([100, 800])
+    a, s = process.coefficients(t, x_t)
+    eps_net = s * x_t + a * v
+    coeff = torch.sigmoid(torch.tensor(logit))
+    expected = (1 - coeff) * s * x_t + coeff * eps_net
+    torch.testing.assert_close(process.network_eps(_VNetwork(v, logit), x_t, t, a, s, {}), expected)
+    # training compares the mixed ε with the true noise
+    x0, noise = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 3, 4, 4, generator=g)
+    x_t = process.q_sample(x0, t, noise)
+    mixed = (1 - coeff) * s * x_t + coeff * (s * x_t + a * v)
+    torch.testing.assert_close(process.loss(_VNetwork(v, logit), x0, {}, t=t, noise=noise),
+                               (mixed - noise).pow(2).flatten(1).mean(1))

@@ -6,12 +6,24 @@ import pytest
 import torch
 
 from checkpoints.convert.dit import ours_to_released, released_to_ours, to_ours, to_released
-from guided_diffusion.config import PRESETS, I23DConfig, Stage2Config, T23DConfig, build_denoiser, preset
+from guided_diffusion.config import (
+    PRESETS,
+    I23DConfig,
+    Stage2Config,
+    T23DConfig,
+    UNetConfig,
+    build_denoiser,
+    build_process,
+    preset,
+)
 
 GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "golden"
 # Totals from the manifests: parameters (pos_embed included, a frozen parameter) and the whole state dict (plus the
 # two latent-statistics buffers).
-RELEASE_COUNTS = {"t23d": (559_987_728, 559_995_920), "i23d": (416_424_464, 416_432_656)}
+RELEASE_COUNTS = {"t23d": (559_987_728, 559_995_920), "i23d": (416_424_464, 416_432_656),
+                  "shapenet-unet": (826_718_424, 826_743_000)}
+MANIFESTS = {"t23d": "manifest_dit_t23d.json", "i23d": "manifest_dit_i23d.json",
+             "shapenet-unet": "manifest_unet_shapenet_car.json"}
 
 
 def _meta(cfg):
@@ -19,7 +31,7 @@ def _meta(cfg):
         return build_denoiser(cfg)
 
 
-@pytest.mark.parametrize("name", ["t23d", "i23d"])
+@pytest.mark.parametrize("name", sorted(RELEASE_COUNTS))
 def test_release_presets_have_the_released_parameter_counts(name):
     model = _meta(preset(name).denoiser)
     params = sum(p.numel() for p in model.parameters())
@@ -28,9 +40,9 @@ def test_release_presets_have_the_released_parameter_counts(name):
 
 
 @pytest.mark.skipif(not GOLDEN.is_dir(), reason="golden fixture folder absent")
-@pytest.mark.parametrize("name", ["t23d", "i23d"])
+@pytest.mark.parametrize("name", sorted(RELEASE_COUNTS))
 def test_every_manifest_entry_maps_one_to_one(name):
-    manifest = json.loads((GOLDEN / f"manifest_dit_{name}.json").read_text())
+    manifest = json.loads((GOLDEN / MANIFESTS[name]).read_text())
     cfg = preset(name).denoiser
     state = _meta(cfg).state_dict()
     mapped = {}
@@ -103,10 +115,30 @@ def test_input_planes_take_channel_major_channels():
 def test_presets_round_trip_through_json(name):
     cfg = preset(name)
     assert Stage2Config.from_json(cfg.to_json()) == cfg
-    assert json.loads(cfg.to_json())["denoiser"]["arch"] in ("dit_t23d", "dit_i23d")
+    assert json.loads(cfg.to_json())["denoiser"]["arch"] in ("dit_t23d", "dit_i23d", "unet")
 
 
 def test_only_the_i23d_release_preset_holds_the_unused_weights():
     assert preset("i23d").denoiser.keep_released_unused
     small = _meta(I23DConfig.from_size("S"))
     assert not any(k.startswith("release_unused") for k in small.state_dict())
+
+
+def test_small_unet_forward_shape_zero_start_and_attention_placement():
+    cfg = UNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_downsample=(2,), num_heads=2,
+                     context_dim=16, latent_size=8)
+    model = build_denoiser(cfg)
+    out = model(torch.randn(2, 12, 8, 8), torch.tensor([0.0, 0.5]), {"crossattn": torch.randn(2, 1, 16)})
+    assert out.shape == (2, 12, 8, 8) and torch.count_nonzero(out) == 0
+    attention = [n for n, m in model.named_modules() if type(m).__name__ == "SpatialTransformer"]
+    # factor 2 = the second level: its one down stage, the middle block, its two up stages
+    assert attention == ["down.3.1", "mid.1", "up.0.1", "up.1.1"]
+    assert model.mixing_logit.shape == (1, 12, 1, 1) and torch.all(model.mixing_logit == -3)
+
+
+def test_released_unet_attention_only_at_factor_8_and_the_middle():
+    model = _meta(preset("shapenet-unet").denoiser)
+    attention = [n for n, m in model.named_modules() if type(m).__name__ == "SpatialTransformer"]
+    assert attention == ["down.10.1", "down.11.1", "mid.1", "up.0.1", "up.1.1", "up.2.1"]
+    process = build_process(preset("shapenet-unet").diffusion)
+    assert process.model_time(torch.tensor([999])).item() == pytest.approx(0.999)

@@ -1,0 +1,161 @@
+"""The stage-2 trainer: exact resume, checkpoints that load through the one loader, the latent divider's sources,
+one-line errors for bad set-ups, and a tiny DiT + offline text conditioner that memorises captioned latents."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from checkpoints.loader import load_models, load_stage2_folder
+from datasets.latents import LatentStoreWriter
+from guided_diffusion.config import build_process
+from guided_diffusion.samplers import sample
+from guided_diffusion.trainer import STATS_FILE, DiffusionTrainer, preset_train_config, train
+from utils.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+
+# A few-thousand-parameter model on the store's (12, 32, 32) latent: 4×4 patches keep it at 3 × 64 tokens.
+SMALLEST = {"denoiser": {"depth": 1, "hidden_size": 32, "num_heads": 2, "latent_size": 32, "patch_size": 4}}
+CONDITIONER = {"t23d": {"width": 32, "depth": 1, "num_heads": 2},
+               "i23d": {"width": 32, "depth": 1, "num_heads": 2, "image_size": 16, "patch_size": 4}}
+CAPTIONS = ["a red chair with a blue seat", "a green table", "a tall yellow lamp", "a purple mushroom"]
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def write_store(root: Path, count: int = 4, cond: bool = True, seed: int = 0, grid: int = 32) -> torch.Tensor:
+    """`count` captioned latents (12, 32, 32), random on a `grid`² grid (nearest-upsampled), with 2 random 16²
+    condition views each; returns the latents."""
+    g = torch.Generator().manual_seed(seed)
+    latents = torch.randn(count, 12, grid, grid, generator=g).repeat_interleave(32 // grid, -1) \
+        .repeat_interleave(32 // grid, -2)
+    with LatentStoreWriter(root) as writer:
+        for i in range(count):
+            images = torch.randint(0, 256, (2, 3, 16, 16), generator=g, dtype=torch.uint8) if cond else None
+            writer.add(f"obj/{i}", latents[i], latents[i], CAPTIONS[i % len(CAPTIONS)], {"captions": [CAPTIONS[i]]},
+                       images, torch.zeros(2, 25) if cond else None)
+    return latents
+
+
+@pytest.fixture(scope="module")
+def vae_folder(tmp_path_factory) -> Path:
+    from nsr.config import vae_config
+    from nsr.vae import TriplaneVAE
+    from utils.checkpoint import save_model_folder
+
+    torch.manual_seed(0)
+    overrides = {"latent_size": 32}
+    vae = TriplaneVAE(vae_config("tiny", overrides))
+    return save_model_folder(tmp_path_factory.mktemp("vae") / "vae", vae.state_dict(),
+                             {"preset": "tiny", "overrides": overrides})
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("latents") / "store"
+    write_store(root)
+    return root
+
+
+def config(task: str, latents: Path, vae: Path, out: Path, **overrides):
+    settings = dict(latents=str(latents), vae=str(vae), out=str(out), max_steps=6, batch_size=2,
+                    stage2_overrides=SMALLEST, conditioner_options=CONDITIONER[task], save_every=3, log_every=1,
+                    device="cpu", workers=0, tensorboard=False, progress=False)
+    return preset_train_config(f"{task}-tiny", **{**settings, **overrides})
+
+
+def losses(out: Path) -> list[float]:
+    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    return [line["loss"] for line in lines if "loss" in line]
+
+
+@pytest.mark.parametrize("task", ["t23d", "i23d"])
+def test_resume_continues_exactly_like_an_uninterrupted_run(task, store, vae_folder, tmp_path):
+    train(config(task, store, vae_folder, tmp_path / "full"))
+    train(config(task, store, vae_folder, tmp_path / "split", max_steps=3))
+    train(config(task, store, vae_folder, tmp_path / "split", resume=True))
+    full, split = losses(tmp_path / "full"), losses(tmp_path / "split")
+    assert len(full) == 6 and split == full
+    a, b = (load_checkpoint(latest_checkpoint(tmp_path / name)) for name in ("full", "split"))
+    assert a["info"]["step"] == b["info"]["step"] == 6 and a["info"]["batches_consumed"] == 6
+    for part in ("model", "ema"):
+        assert a[part].keys() == b[part].keys()
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+    assert any(not torch.equal(a["model"][k], a["ema"][k]) for k in a["model"])  # the EMA lags the weights
+
+
+def test_checkpoint_is_a_stage2_folder_the_loader_reads(store, vae_folder, tmp_path):
+    (store / STATS_FILE).write_text(json.dumps({"std": 1.25}))
+    try:
+        trainer = train(config("t23d", store, vae_folder, tmp_path / "run", max_steps=2))
+    finally:
+        (store / STATS_FILE).unlink()
+    folder = latest_checkpoint(tmp_path / "run")
+    saved = load_checkpoint(folder)
+    assert saved["config"]["vae_folder"] == str(vae_folder.resolve()) and saved["config"]["task"] == "t23d"
+    assert {k.split(".")[0] for k in saved["model"]} == {"denoiser", "conditioner"}
+    models = load_models(tmp_path / "run", "t23d")
+    assert models.stage2.diffusion.latent_divider == 1.25
+    assert models.stage2.denoiser.context_dim == 32 == models.conditioner.context_dim  # fitted to the conditioner
+    for name, value in models.denoiser.state_dict().items():
+        assert torch.equal(value, saved["model"][f"denoiser.{name}"]), name
+    for name, value in models.conditioner.state_dict().items():
+        assert torch.equal(value, trainer.model.conditioner.state_dict()[name]), name
+    assert models.vae.config.latent_shape == (12, 32, 32)
+
+
+def test_latent_divider_comes_from_the_flag_then_the_store_then_the_preset(vae_folder, tmp_path):
+    write_store(tmp_path / "store", count=1)
+    divider = lambda **kw: DiffusionTrainer(config("t23d", tmp_path / "store", vae_folder, tmp_path / "o", **kw)) \
+        .stage2.diffusion.latent_divider
+    assert divider() == 1.0  # t23d-tiny
+    (tmp_path / "store" / STATS_FILE).write_text(json.dumps({"std": 0.75}))
+    assert divider() == 0.75
+    assert divider(latent_divider=0.5) == 0.5
+
+
+def test_bad_set_ups_fail_with_one_clear_line(store, vae_folder, tmp_path):
+    write_store(tmp_path / "plain", count=1, cond=False)
+    with pytest.raises(ValueError, match=r"plain holds no condition images, which i23d trains on; re-run "):
+        DiffusionTrainer(config("i23d", tmp_path / "plain", vae_folder, tmp_path / "o"))
+    with pytest.raises(ValueError, match=r"latent shapes disagree: store \(12, 32, 32\), VAE \(12, 32, 32\), preset "
+                                         r"'t23d-tiny' \(12, 16, 16\)"):
+        DiffusionTrainer(config("t23d", store, vae_folder, tmp_path / "o", stage2_overrides={}))
+    with pytest.raises(ValueError, match=r"does not record its VAE \(extraction.json\); pass --vae DIR"):
+        DiffusionTrainer(config("t23d", store, "", tmp_path / "o"))
+    with pytest.raises(ValueError, match=r"preset 'i23d-tiny' is a i23d model; pass --task i23d"):
+        preset_train_config("i23d-tiny", task="t23d")
+    train(config("t23d", store, vae_folder, tmp_path / "run", max_steps=1))
+    with pytest.raises(CheckpointError, match=r"checkpoint-00000001 was trained with a different stage2 and "
+                                              r"conditioner configuration; resume with the flags of that run"):
+        DiffusionTrainer(config("t23d", store, vae_folder, tmp_path / "run", resume=True,
+                                conditioner_options={"width": 64, "depth": 1, "num_heads": 2}))
+
+
+def test_tiny_dit_and_offline_text_conditioner_memorise_captioned_latents(vae_folder, tmp_path):
+    latents = write_store(tmp_path / "store", seed=1)
+    arch = {"denoiser": {"depth": 2, "hidden_size": 64, "num_heads": 2, "latent_size": 32, "patch_size": 4}}
+    train(config("t23d", tmp_path / "store", vae_folder, tmp_path / "run", max_steps=300, batch_size=8, lr=2e-3,
+                 stage2_overrides=arch, conditioner_options={"width": 64, "depth": 1, "num_heads": 2},
+                 ema=False, save_every=300, log_every=10))
+    curve = losses(tmp_path / "run")
+    assert np.mean(curve[-5:]) < 0.5 * curve[0]
+
+    denoiser, conditioner, stage2, _ = load_stage2_folder(tmp_path / "run")
+    context = conditioner(CAPTIONS * 2)
+    noise = torch.randn(8, 12, 32, 32, generator=torch.Generator().manual_seed(0))
+    out = sample(denoiser, build_process(stage2.diffusion), noise, context, sampler="euler_edm", num_steps=25,
+                 guidance_scale=2.0, uncond=conditioner.null_condition(8))
+    distances = torch.cdist(out.flatten(1), latents.flatten(1))
+    own = torch.arange(4).repeat(2)
+    assert distances.argmin(1).tolist() == own.tolist()
+    others = distances.masked_fill(torch.nn.functional.one_hot(own, 4).bool(), float("inf")).amin(1)
+    assert torch.all(distances[torch.arange(8), own] < 0.8 * others)
