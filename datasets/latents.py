@@ -32,7 +32,6 @@ __all__ = ["LatentDataset", "LatentDatasetConfig", "LatentStoreWriter", "collate
 logger = logging.getLogger("ln3diff.datasets")
 
 META_FILE = "meta.json"
-LATENT_SHAPE = (12, 32, 32)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -61,12 +60,14 @@ class LatentStoreWriter:
 
     def add(self, object_id: str, latent, latent_mean, caption: str, labels: dict | None = None,
             cond_images=None, cond_cameras=None) -> None:
-        """latent, latent_mean `(12, 32, 32)`; cond_images `(K, 3, H, W)` uint8; cond_cameras `(K, 25)`."""
+        """latent, latent_mean `(3C, h, w)` (release: (12, 32, 32)); cond_images `(K, 3, H, W)` uint8;
+        cond_cameras `(K, 25)`."""
         latent = _as_numpy(latent).astype(np.float32)
         latent_mean = _as_numpy(latent_mean).astype(np.float32)
-        for name, value in (("latent", latent), ("latent_mean", latent_mean)):
-            if value.shape != LATENT_SHAPE:
-                raise ValueError(f"{name} of {object_id} has shape {value.shape}, expected {LATENT_SHAPE}")
+        if latent.ndim != 3 or latent.shape[0] % 3:
+            raise ValueError(f"latent of {object_id} has shape {latent.shape}, expected (3·C, h, w)")
+        if latent_mean.shape != latent.shape:
+            raise ValueError(f"latent_mean of {object_id} has shape {latent_mean.shape}, expected {latent.shape}")
         folder = self.root / object_id
         folder.mkdir(parents=True, exist_ok=True)
         _atomic_write(folder / "latent.npy", _npy_bytes(latent))
@@ -144,8 +145,8 @@ class LatentDataset(Dataset):
             raise BadSampleError(str(folder / META_FILE), f"not valid JSON ({error})") from None
         latent_path = folder / ("latent_mean.npy" if cfg.use_mean else "latent.npy")
         latent = self._load_npy(latent_path).astype(np.float32)
-        if latent.shape != LATENT_SHAPE:
-            raise BadSampleError(str(latent_path), f"latent has shape {latent.shape}, expected {LATENT_SHAPE}")
+        if latent.ndim != 3 or latent.shape[0] % 3:
+            raise BadSampleError(str(latent_path), f"latent has shape {latent.shape}, expected (3·C, h, w)")
         labels = meta.get("labels", {})
         captions = labels.get("captions") or [meta.get("caption", "")]
         caption = captions[int(rng.integers(len(captions)))] if cfg.train else meta.get("caption", captions[0])

@@ -35,7 +35,8 @@ def add_generation_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cuda, cpu, mps or auto")
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="samples denoised together")
     parser.add_argument("--video-views", type=int, default=d.video_views)
-    parser.add_argument("--video-resolution", type=int, default=d.video_resolution)
+    parser.add_argument("--video-resolution", type=int, default=d.video_resolution,
+                        help="turntable side (default: 256 on GPU, 128 on CPU)")
     parser.add_argument("--video-fps", type=float, default=d.video_fps)
     parser.add_argument("--mesh-resolution", type=int, default=d.mesh_resolution)
     parser.add_argument("--mesh-level", type=float, default=d.mesh_level, help="iso-level on raw density")

@@ -229,7 +229,7 @@ PRESETS: dict[str, Callable[[], Stage2Config]] = {
         _t23d_diffusion(sampler=Sampler.DPM_SOLVER_PP, num_steps=25, latent_divider=1.0)),
     "i23d-small": lambda: Stage2Config(
         "i23d-small",
-        I23DConfig(depth=5, hidden_size=128, num_heads=4, clip_dim=128, dino_dim=128, pooled_dim=128),
+        I23DConfig(depth=5, hidden_size=128, num_heads=4, clip_dim=64, dino_dim=64, pooled_dim=128),
         _i23d_diffusion(sampler=Sampler.HEUN, num_steps=25, latent_divider=1.0)),
     "t23d-s": lambda: Stage2Config("t23d-s", T23DConfig.from_size("S"), _t23d_diffusion(latent_divider=1.0)),
     "i23d-s": lambda: Stage2Config("i23d-s", I23DConfig.from_size("S"), _i23d_diffusion(latent_divider=1.0)),

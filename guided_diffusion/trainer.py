@@ -101,12 +101,15 @@ class DiffusionTrainConfig:
     tensorboard: bool = True
     progress: bool = True
 
+    def __post_init__(self):
+        for name in ("max_steps", "batch_size", "save_every", "keep_last", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.cfg_dropout is not None and not 0.0 <= self.cfg_dropout < 1.0:
+            raise ValueError(f"--cfg-dropout must be in [0, 1), got {self.cfg_dropout}")
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DiffusionTrainConfig:
-        return cls(**d)
 
 
 # Training defaults per stage-2 preset; the CLI and shell launchers override single fields. Release presets use the
@@ -206,14 +209,13 @@ class Stage2Model(nn.Module):
                  crossattn_split: int | None = None):
         super().__init__()
         self.denoiser = denoiser
-        if conditioner is not None:
-            self.conditioner = conditioner
+        self.conditioner = conditioner  # None: a frozen one runs outside, and its weights stay out of checkpoints
         self.process = process
         self.stream_dropout = stream_dropout
         self.crossattn_split = crossattn_split
 
     def forward(self, latents: torch.Tensor, condition) -> torch.Tensor:
-        context = self.conditioner(condition) if hasattr(self, "conditioner") else condition
+        context = condition if self.conditioner is None else self.conditioner(condition)
         if self.training and self.stream_dropout > 0:
             context = drop_streams(context, self.stream_dropout, self.crossattn_split)
         return self.process.loss(self.denoiser, latents, context)
@@ -248,11 +250,14 @@ def vae_latent_shape(vae_folder: Path) -> tuple[int, int, int]:
 
 
 def resolve_latent_divider(cfg: DiffusionTrainConfig, stage2: Stage2Config) -> tuple[float, str]:
-    """(divider, where it came from): --latent-divider, else the store's latent std, else the preset's."""
+    """(divider, where it came from): --latent-divider, else the std of what the store's stats say this run trains
+    on (posterior samples, or means with --use-latent-mean), else the preset's."""
     if cfg.latent_divider is not None:
         return cfg.latent_divider, "flag"
     stats = read_store_json(cfg.latents, STATS_FILE)
     if stats is not None:
+        if cfg.use_latent_mean:
+            return float(stats["posterior_mean"]["std"]), f"{STATS_FILE} posterior_mean std"
         return float(stats["std"]), f"{STATS_FILE} std"
     return stage2.diffusion.latent_divider, f"preset {stage2.name}"
 
@@ -335,7 +340,7 @@ class DiffusionTrainer:
     def _param_groups(self) -> list[dict]:
         cfg = self.cfg
         specs = [ParamGroupSpec("denoiser", ("denoiser.",), cfg.lr, cfg.weight_decay)]
-        if hasattr(self.model, "conditioner"):
+        if self.model.conditioner is not None:
             specs.append(ParamGroupSpec("conditioner", ("conditioner.",), cfg.lr * cfg.conditioner_lr_scale,
                                         cfg.weight_decay))
         return param_groups_by_prefix(self.model, specs)

@@ -71,7 +71,7 @@ class VAETrainConfig:
     ema_decay: float = 0.0  # 0: no EMA (the released VAE disc trainer saved none)
     # data (`datasets.multiview.MultiViewConfig`)
     num_encoder_views: int | None = None  # None: the preset encoder's view count
-    random_encoder_views: bool = True  # a random distinct set per sample (else the rig's fixed encoder views)
+    random_encoder_views: bool = False  # False: the rig's encoder views (as latent extraction); True: random ones
     num_target_views: int = 4
     encoder_resolution: int | None = None  # None: what the preset's encoder expects
     # rendering

@@ -2,10 +2,11 @@
 
     python scripts/extract_latents.py --ckpt VAE_DIR --data DATA_DIR --out LATENT_DIR [--device cuda]
 
-Each object's latent-extraction views (the G-Objaverse rig views 25, 0, 9, 18, 27, 33 by default) are encoded
-once; the store keeps the posterior sample (the diffusion target, as released) and the posterior mean, the caption
-and labels, and a few condition views (images on white + cameras) for image-conditioned training
-(`datasets/latents.py`). The sample noise is seeded per object, so the store does not depend on batching.
+Each object's latent-extraction views (the G-Objaverse rig views 25, 0, 9, 18, 27, 33, or the first few of them
+that a smaller VAE trained on) are encoded once; the store keeps the posterior sample (the diffusion target, as
+released) and the posterior mean, the caption and labels, and a few condition views (images on white + cameras)
+for image-conditioned training (`datasets/latents.py`). The sample noise is seeded per object, so the store does
+not depend on batching.
 
 Besides the object folders, --out receives `extraction.json` (settings, the exact VAE checkpoint folder, counts)
 and `stats.json` (latent mean / std: the std is the natural `--latent-divider` for train_diffusion.py, which reads
@@ -33,7 +34,7 @@ from datasets.multiview import target_tensors
 from datasets.stores import ObjectStore, open_store
 from guided_diffusion.trainer import EXTRACTION_FILE, STATS_FILE
 from nsr.config import VAEConfig
-from nsr.encoding import default_encoder_views, record_encoder_input
+from nsr.encoding import default_encoder_views, parse_view_ids, record_encoder_input
 from nsr.posterior import Posterior
 from nsr.trainer import encoder_resolution
 from utils.checkpoint import CheckpointError, atomic_write_json, resolve_model_folder
@@ -75,9 +76,10 @@ class ExtractionDataset(Dataset):
         return sample
 
 
-def collate_readable(samples: list[dict | None]) -> dict | None:
-    samples = [s for s in samples if s is not None]
-    return collate_samples(samples) if samples else None
+def collate_readable(samples: list[dict | None]) -> tuple[dict | None, int]:
+    """(the batch of readable samples or None, how many objects the batch covered)."""
+    readable = [s for s in samples if s is not None]
+    return (collate_samples(readable) if readable else None), len(samples)
 
 
 class LatentStats:
@@ -101,16 +103,6 @@ class LatentStats:
                 "per_channel_mean": mean.tolist(), "per_channel_std": (meansq - mean**2).clamp_min(0).sqrt().tolist()}
 
 
-def parse_views(text: str) -> tuple[int, ...]:
-    """'25,0,9' → (25, 0, 9); 'none' or '' → ()."""
-    if text.strip().lower() in ("", "none"):
-        return ()
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated rig view ids like 25,0,9, got {text!r}") from None
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", required=True, help="VAE model folder, checkpoint-* folder or training run directory")
@@ -118,10 +110,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="new latent store folder")
     p.add_argument("--device", default="auto", help="cuda, cpu, mps or auto")
     p.add_argument("--batch-size", type=int, default=8, help="objects encoded together")
-    p.add_argument("--views", type=parse_views, default=None,
-                   help="encoder rig views, comma-separated (default: 25,0,9,18,27,33, or as many as a fixed-count "
-                        "encoder reads)")
-    p.add_argument("--cond-views", type=parse_views, default=DEFAULT_COND_VIEWS,
+    p.add_argument("--views", type=parse_view_ids, default=None,
+                   help="encoder rig views, comma-separated (default: those the VAE trained on, the first "
+                        "encoder num_views of 25,0,9,18,27,33)")
+    p.add_argument("--cond-views", type=parse_view_ids, default=DEFAULT_COND_VIEWS,
                    help="rig views stored as I23D condition images, comma-separated, or 'none' (default: "
                         f"{','.join(map(str, DEFAULT_COND_VIEWS))})")
     p.add_argument("--cond-resolution", type=int, default=None,
@@ -162,7 +154,8 @@ def extract(args: argparse.Namespace) -> dict:
     sample_stats, mean_stats = LatentStats(vae.config.latent_shape[0]), LatentStats(vae.config.latent_shape[0])
     start, written = time.perf_counter(), 0
     with LatentStoreWriter(out) as writer, tqdm(total=len(dataset), desc="latents", unit="obj") as bar:
-        for batch in loader:
+        for batch, covered in loader:
+            bar.update(covered)
             if batch is None:
                 continue
             posterior = vae.encode(batch["enc_input"].to(device))
@@ -178,7 +171,6 @@ def extract(args: argparse.Namespace) -> dict:
                     if args.cond_views else {}
                 writer.add(object_id, samples[i], means[i], batch["caption"][i], batch["labels"][i], **cond)
             written += len(batch["object_id"])
-            bar.update(len(batch["object_id"]))
     seconds = time.perf_counter() - start
     if written == 0:
         raise ValueError(f"no object of {args.data} could be read, so no latent was written")

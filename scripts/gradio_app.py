@@ -83,7 +83,7 @@ def stage2_config(ckpt: Path, task: str) -> Stage2Config:
     return Stage2Config.from_dict(config["stage2"])
 
 
-class Generator:
+class Backend:
     """The models (loaded lazily, once per task) and one request's work: generate, export, summarise."""
 
     def __init__(self, ckpt: str | None, device: str, output_dir: Path, video_views: int, video_resolution: int):
@@ -181,7 +181,7 @@ def controls(task: str, stage2: Stage2Config | None) -> list[gr.components.Compo
     diffusion = (stage2 or preset(task)).diffusion
     samplers = samplers_for(diffusion)
     defaults = GenerationSettings()
-    with gr.Accordion("Settings", open=False, elem_id=f"{task}-settings"):
+    with gr.Accordion("Settings", open=True, elem_id=f"{task}-settings"):
         with gr.Row():
             seed = gr.Number(defaults.seed, label="Seed", precision=0, elem_id=f"{task}-seed")
             cfg = gr.Slider(0.0, 15.0, diffusion.guidance_scale, step=0.5, label="CFG scale", elem_id=f"{task}-cfg")
@@ -207,7 +207,30 @@ def outputs(task: str) -> list[gr.components.Component]:
     return [video, model, files, status]
 
 
-def build_demo(generator: Generator, available: dict[str, Stage2Config | str]) -> gr.Blocks:
+def task_inputs(task: str, usable: bool) -> list[gr.components.Component]:
+    if task == "t23d":
+        prompt = gr.Textbox(label="Prompt", placeholder="a red chair with a blue seat", interactive=usable,
+                            elem_id="t23d-prompt")
+        if example_prompts():
+            gr.Examples([[p] for p in example_prompts()], [prompt], label="Example prompts", examples_per_page=20)
+        return [prompt]
+    # A file path keeps the upload as it is (mode, alpha, EXIF), so it is preprocessed exactly as the image CLI does.
+    image = gr.Image(label="Input image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                     interactive=usable, elem_id="i23d-image")
+    no_rembg = rembg_unavailable_reason()
+    remove_background = gr.Checkbox(
+        value=no_rembg is None, label="Remove background", interactive=usable and no_rembg is None,
+        info="rembg (u2net); images with transparency are used as they are" if no_rembg is None
+        else f"unavailable: {no_rembg}; upload a cut-out (transparent) or white-background image",
+        elem_id="i23d-remove-background")
+    recentre = gr.Checkbox(value=True, label="Recentre", info="frame the object at 85 % of the image",
+                           interactive=usable, elem_id="i23d-recentre")
+    if example_images():
+        gr.Examples([[p] for p in example_images()], [image], label="Example images")
+    return [image, remove_background, recentre]
+
+
+def build_demo(backend: Backend, available: dict[str, Stage2Config | str]) -> gr.Blocks:
     """available: per task, its stage-2 config, or the one-line reason this checkpoint cannot do that task."""
 
     @user_errors_as_ui
@@ -215,8 +238,8 @@ def build_demo(generator: Generator, available: dict[str, Stage2Config | str]) -
         prompt = (prompt or "").strip()
         if not prompt:
             raise ValueError("empty prompt: describe the object to generate, e.g. 'a blue plastic chair'")
-        return generator.run("t23d", prompt, prompt, {"prompts": [prompt]},
-                             (seed, cfg, steps, sampler, resolution, level), progress)
+        return backend.run("t23d", prompt, prompt, {"prompts": [prompt]},
+                           (seed, cfg, steps, sampler, resolution, level), progress)
 
     @user_errors_as_ui
     def image_to_3d(image, remove_background, recentre, seed, cfg, steps, sampler, resolution, level,
@@ -227,8 +250,8 @@ def build_demo(generator: Generator, available: dict[str, Stage2Config | str]) -
                                      recentre_ratio=RECENTRE_RATIO if recentre else None)
         inputs = {"images": [Path(image).name], "remove_background": bool(remove_background),
                   "recentre": bool(recentre), "condition_size": CONDITION_SIZE}
-        return generator.run("i23d", condition, Path(image).stem, inputs,
-                             (seed, cfg, steps, sampler, resolution, level), progress)
+        return backend.run("i23d", condition, Path(image).stem, inputs,
+                           (seed, cfg, steps, sampler, resolution, level), progress)
 
     handlers = {"t23d": text_to_3d, "i23d": image_to_3d}
     with gr.Blocks(title="LN3Diff") as demo:
@@ -253,29 +276,6 @@ def build_demo(generator: Generator, available: dict[str, Stage2Config | str]) -
     return demo
 
 
-def task_inputs(task: str, usable: bool) -> list[gr.components.Component]:
-    if task == "t23d":
-        prompt = gr.Textbox(label="Prompt", placeholder="a red chair with a blue seat", interactive=usable,
-                            elem_id="t23d-prompt")
-        if example_prompts():
-            gr.Examples([[p] for p in example_prompts()], [prompt], label="Example prompts", examples_per_page=20)
-        return [prompt]
-    # A file path keeps the upload as it is (mode, alpha, EXIF), so it is preprocessed exactly as the image CLI does.
-    image = gr.Image(label="Input image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                     interactive=usable, elem_id="i23d-image")
-    no_rembg = rembg_unavailable_reason()
-    remove_background = gr.Checkbox(
-        value=no_rembg is None, label="Remove background", interactive=usable and no_rembg is None,
-        info="rembg (u2net); images with transparency are used as they are" if no_rembg is None
-        else f"unavailable: {no_rembg}; upload a cut-out (transparent) or white-background image",
-        elem_id="i23d-remove-background")
-    recentre = gr.Checkbox(value=True, label="Recentre", info="frame the object at 85 % of the image",
-                           interactive=usable, elem_id="i23d-recentre")
-    if example_images():
-        gr.Examples([[p] for p in example_images()], [image], label="Example images")
-    return [image, remove_background, recentre]
-
-
 def task_availability(ckpt: str | None) -> dict[str, Stage2Config | str]:
     path = resolve_checkpoint(ckpt)
     available: dict[str, Stage2Config | str] = {}
@@ -292,11 +292,12 @@ def task_availability(ckpt: str | None) -> dict[str, Stage2Config | str]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own health checks, one line per request
     try:
         available = task_availability(args.ckpt)
-        generator = Generator(args.ckpt, args.device, args.output_dir, args.video_views, args.video_resolution)
+        backend = Backend(args.ckpt, args.device, args.output_dir, args.video_views, args.video_resolution)
         args.output_dir.mkdir(parents=True, exist_ok=True)
-        demo = build_demo(generator, available)
+        demo = build_demo(backend, available)
         demo.queue(max_size=args.queue_size, default_concurrency_limit=1)
         demo.launch(server_name=args.host, server_port=args.port, share=args.share,
                     allowed_paths=[str(args.output_dir)])

@@ -2,11 +2,12 @@
 
     python scripts/reconstruct.py --ckpt VAE_DIR --data DATA_DIR --out OUT [--index 0 --index 5 | --object-id ID]
 
-Per object the encoder views (25, 0, 9, 18, 27, 33 by default) are encoded to the posterior mean (deterministic;
-`--sample-posterior` draws a seeded sample instead) and decoded to a triplane; every other stored view is rendered
-deterministically and compared with the ground truth (PSNR / SSIM, LPIPS when its backbone is on disk). Written to
-`OUT/<object>/`: `views.png` (ground truth above, reconstruction below), `turntable.mp4`, the mesh, `latent.npy`
-and `metrics.json`; `OUT/reconstruction.json` holds the settings, every object's metrics and their means.
+Per object the encoder views (25, 0, 9, 18, 27, 33, or the first few a smaller VAE trained on) are encoded to the
+posterior mean (deterministic; `--sample-posterior` draws a seeded sample instead) and decoded to a triplane; every
+other stored view is rendered deterministically and compared with the ground truth (PSNR / SSIM, LPIPS when its
+backbone is on disk). Written to `OUT/<object>/`: `views.png` (ground truth above, reconstruction below),
+`turntable.mp4`, the mesh, `latent.npy` and `metrics.json`; `OUT/reconstruction.json` holds the settings, every
+object's metrics and their means.
 """
 from __future__ import annotations
 
@@ -26,19 +27,12 @@ from datasets.stores import ObjectStore, open_store
 from evaluations.image_metrics import image_metrics
 from guided_diffusion.cli import pick_device, slug
 from guided_diffusion.pipeline import triplane_mesh, turntable_frames
-from nsr.encoding import default_encoder_views, record_encoder_input
+from nsr.encoding import default_encoder_views, parse_view_ids, record_encoder_input
 from nsr.mesh import EmptyMeshError, save_mesh
 from nsr.vae import TriplaneVAE
 from utils.checkpoint import CheckpointError, resolve_model_folder
 from utils.media import contact_sheet, write_image, write_json_record, write_video
 from utils.training import derive_seed
-
-
-def parse_ids(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated rig view ids like 26,4, got {text!r}") from None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,10 +42,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="output folder (existing files are never replaced)")
     p.add_argument("--index", type=int, action="append", default=[], help="store index of an object (repeatable)")
     p.add_argument("--object-id", action="append", default=[], help="object id, e.g. chair/0/3 (repeatable)")
-    p.add_argument("--views", type=parse_ids, default=None,
-                   help="encoder rig views, comma-separated (default: 25,0,9,18,27,33, or as many as a fixed-count "
-                        "encoder reads)")
-    p.add_argument("--eval-views", type=parse_ids, default=None,
+    p.add_argument("--views", type=parse_view_ids, default=None,
+                   help="encoder rig views, comma-separated (default: those the VAE trained on, the first "
+                        "encoder num_views of 25,0,9,18,27,33)")
+    p.add_argument("--eval-views", type=parse_view_ids, default=None,
                    help="rig views to render and score (default: every stored view that is not encoded)")
     p.add_argument("--resolution", type=int, default=None, help="render / metric resolution (default: the data's)")
     p.add_argument("--sample-posterior", action="store_true", help="decode a seeded posterior sample, not the mean")

@@ -15,6 +15,7 @@ from guided_diffusion.config import build_process
 from guided_diffusion.samplers import sample
 from guided_diffusion.trainer import STATS_FILE, DiffusionTrainer, preset_train_config, train
 from utils.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from utils.training import NonFiniteLossError
 
 # A few-thousand-parameter model on the store's (12, 32, 32) latent: 4×4 patches keep it at 3 × 64 tokens.
 SMALLEST = {"denoiser": {"depth": 1, "hidden_size": 32, "num_heads": 2, "latent_size": 32, "patch_size": 4}}
@@ -31,12 +32,10 @@ def single_thread():
     torch.set_num_threads(before)
 
 
-def write_store(root: Path, count: int = 4, cond: bool = True, seed: int = 0, grid: int = 32) -> torch.Tensor:
-    """`count` captioned latents (12, 32, 32), random on a `grid`² grid (nearest-upsampled), with 2 random 16²
-    condition views each; returns the latents."""
+def write_store(root: Path, count: int = 4, cond: bool = True, seed: int = 0, size: int = 32) -> torch.Tensor:
+    """`count` captioned latents (12, size, size) with 2 random 16² condition views each; returns the latents."""
     g = torch.Generator().manual_seed(seed)
-    latents = torch.randn(count, 12, grid, grid, generator=g).repeat_interleave(32 // grid, -1) \
-        .repeat_interleave(32 // grid, -2)
+    latents = torch.randn(count, 12, size, size, generator=g)
     with LatentStoreWriter(root) as writer:
         for i in range(count):
             images = torch.randint(0, 256, (2, 3, 16, 16), generator=g, dtype=torch.uint8) if cond else None
@@ -45,17 +44,21 @@ def write_store(root: Path, count: int = 4, cond: bool = True, seed: int = 0, gr
     return latents
 
 
-@pytest.fixture(scope="module")
-def vae_folder(tmp_path_factory) -> Path:
+def write_vae_folder(folder: Path, latent_size: int) -> Path:
+    """A random-init tiny VAE making (12, latent_size, latent_size) latents: the run records it as its VAE."""
     from nsr.config import vae_config
     from nsr.vae import TriplaneVAE
     from utils.checkpoint import save_model_folder
 
     torch.manual_seed(0)
-    overrides = {"latent_size": 32}
+    overrides = {"latent_size": latent_size}
     vae = TriplaneVAE(vae_config("tiny", overrides))
-    return save_model_folder(tmp_path_factory.mktemp("vae") / "vae", vae.state_dict(),
-                             {"preset": "tiny", "overrides": overrides})
+    return save_model_folder(folder, vae.state_dict(), {"preset": "tiny", "overrides": overrides})
+
+
+@pytest.fixture(scope="module")
+def vae_folder(tmp_path_factory) -> Path:
+    return write_vae_folder(tmp_path_factory.mktemp("vae") / "vae", 32)
 
 
 @pytest.fixture(scope="module")
@@ -117,9 +120,22 @@ def test_latent_divider_comes_from_the_flag_then_the_store_then_the_preset(vae_f
     divider = lambda **kw: DiffusionTrainer(config("t23d", tmp_path / "store", vae_folder, tmp_path / "o", **kw)) \
         .stage2.diffusion.latent_divider
     assert divider() == 1.0  # t23d-tiny
-    (tmp_path / "store" / STATS_FILE).write_text(json.dumps({"std": 0.75}))
+    (tmp_path / "store" / STATS_FILE).write_text(json.dumps({"std": 0.75, "posterior_mean": {"std": 0.625}}))
     assert divider() == 0.75
+    assert divider(use_latent_mean=True) == 0.625
     assert divider(latent_divider=0.5) == 0.5
+
+
+def test_non_finite_steps_are_skipped_then_stop_the_run(vae_folder, tmp_path):
+    with LatentStoreWriter(tmp_path / "store") as writer:
+        writer.add("obj/0", torch.full((12, 32, 32), float("nan")), torch.zeros(12, 32, 32), CAPTIONS[0])
+    trainer = DiffusionTrainer(config("t23d", tmp_path / "store", vae_folder, tmp_path / "run",
+                                      max_nonfinite_steps=3))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with pytest.raises(NonFiniteLossError, match=r"NaN/inf for 3 steps in a row"):
+        trainer.train()
+    assert trainer.guard.total_skipped == 3 and trainer.step == 2
+    assert all(torch.equal(v, before[k]) for k, v in trainer.model.state_dict().items())
 
 
 def test_bad_set_ups_fail_with_one_clear_line(store, vae_folder, tmp_path):
@@ -133,6 +149,8 @@ def test_bad_set_ups_fail_with_one_clear_line(store, vae_folder, tmp_path):
         DiffusionTrainer(config("t23d", store, "", tmp_path / "o"))
     with pytest.raises(ValueError, match=r"preset 'i23d-tiny' is a i23d model; pass --task i23d"):
         preset_train_config("i23d-tiny", task="t23d")
+    with pytest.raises(ValueError, match=r"--save-every must be at least 1, got 0"):
+        preset_train_config("t23d-tiny", save_every=0)
     train(config("t23d", store, vae_folder, tmp_path / "run", max_steps=1))
     with pytest.raises(CheckpointError, match=r"checkpoint-00000001 was trained with a different stage2 and "
                                               r"conditioner configuration; resume with the flags of that run"):
@@ -140,22 +158,25 @@ def test_bad_set_ups_fail_with_one_clear_line(store, vae_folder, tmp_path):
                                 conditioner_options={"width": 64, "depth": 1, "num_heads": 2}))
 
 
-def test_tiny_dit_and_offline_text_conditioner_memorise_captioned_latents(vae_folder, tmp_path):
-    latents = write_store(tmp_path / "store", seed=1)
-    arch = {"denoiser": {"depth": 2, "hidden_size": 64, "num_heads": 2, "latent_size": 32, "patch_size": 4}}
-    train(config("t23d", tmp_path / "store", vae_folder, tmp_path / "run", max_steps=300, batch_size=8, lr=2e-3,
-                 stage2_overrides=arch, conditioner_options={"width": 64, "depth": 1, "num_heads": 2},
-                 ema=False, save_every=300, log_every=10))
+def test_tiny_dit_and_offline_text_conditioner_memorise_captioned_latents(tmp_path):
+    # 4×4 latents (12 tokens of 2×2 patches): what a few hundred CPU steps can memorise precisely enough to sample
+    latents = write_store(tmp_path / "store", seed=1, size=4)
+    vae = write_vae_folder(tmp_path / "vae", 4)
+    arch = {"denoiser": {"depth": 2, "hidden_size": 64, "num_heads": 2, "latent_size": 4}}
+    train(config("t23d", tmp_path / "store", vae, tmp_path / "run", max_steps=600, batch_size=16, lr=3e-3,
+                 weight_decay=0.0, stage2_overrides=arch, conditioner_options={"width": 32, "depth": 1, "num_heads": 2},
+                 ema=False, save_every=600, log_every=10))
     curve = losses(tmp_path / "run")
-    assert np.mean(curve[-5:]) < 0.5 * curve[0]
+    assert np.mean(curve[-5:]) < 0.3 * curve[0]
 
     denoiser, conditioner, stage2, _ = load_stage2_folder(tmp_path / "run")
-    context = conditioner(CAPTIONS * 2)
-    noise = torch.randn(8, 12, 32, 32, generator=torch.Generator().manual_seed(0))
-    out = sample(denoiser, build_process(stage2.diffusion), noise, context, sampler="euler_edm", num_steps=25,
+    with torch.no_grad():
+        context = conditioner(CAPTIONS * 2)
+    noise = torch.randn(8, 12, 4, 4, generator=torch.Generator().manual_seed(0))
+    out = sample(denoiser, build_process(stage2.diffusion), noise, context, sampler="euler_edm", num_steps=50,
                  guidance_scale=2.0, uncond=conditioner.null_condition(8))
     distances = torch.cdist(out.flatten(1), latents.flatten(1))
     own = torch.arange(4).repeat(2)
     assert distances.argmin(1).tolist() == own.tolist()
     others = distances.masked_fill(torch.nn.functional.one_hot(own, 4).bool(), float("inf")).amin(1)
-    assert torch.all(distances[torch.arange(8), own] < 0.8 * others)
+    assert torch.all(distances[torch.arange(8), own] < 0.85 * others)

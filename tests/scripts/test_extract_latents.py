@@ -3,6 +3,7 @@ views, with captions, labels, condition views and the latent statistics; the sto
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +11,6 @@ import torch
 
 from checkpoints.loader import load_vae_folder
 from datasets.latents import LatentDataset, LatentDatasetConfig
-from datasets.rig import ENCODER_VIEWS
 from datasets.stores import open_store
 from datasets.stores.codecs import decode_image, to_uint8
 from nsr.encoding import record_encoder_input
@@ -18,6 +18,7 @@ from nsr.posterior import Posterior
 from utils.training import derive_seed
 
 COND_VIEWS = (0, 27)
+ENCODER_VIEWS = (25, 0)  # the tiny VAE encodes (and trains on) the first 2 extraction views
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +100,18 @@ def test_bad_input_is_one_line(script, extracted, procedural_data, vae32_folder,
             script("extract_latents").main([*args, "--out", str(tmp_path / "x"), "--views", "25,7"])
         error = capsys.readouterr().err.splitlines()[-1]
         assert error.startswith("extract_latents.py: error: ") and expected in error
+
+
+def test_skip_bad_samples_extracts_the_readable_objects(script, procedural_data, vae32_folder, tmp_path, caplog):
+    data = tmp_path / "data"
+    shutil.copytree(procedural_data, data)
+    ids = sorted("/".join(p.relative_to(data).parts[:3]) for p in data.glob("*/*/*/campos_512_v4"))
+    broken = data / ids[0] / "campos_512_v4" / "00009" / "00009.png"  # an encoder view of store index 0
+    broken.write_bytes(b"not a png")
+    out = tmp_path / "latents"
+    script("extract_latents").main(["--ckpt", str(vae32_folder), "--data", str(data), "--out", str(out), "--device",
+                                    "cpu", "--workers", "0", "--skip-bad-samples"])
+    record = json.loads((out / "extraction.json").read_text())
+    assert record["num_objects"] == 1 and record["skipped"] == 1
+    assert [p.parent.relative_to(out).as_posix() for p in out.rglob("latent.npy")] == [ids[1]]
+    assert f"skipping unreadable object 0: {broken}: not a decodable image" in caplog.text

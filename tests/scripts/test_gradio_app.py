@@ -148,11 +148,8 @@ def test_browser_generates_video_and_model(app, tiny_mesh_level, tmp_path):
             page = browser.pages[0] if browser.pages else browser.new_page()
             page.goto(url)
             page.fill("#t23d-prompt textarea", PROMPT)
-            page.click("#t23d-settings")
             for control, value in (("steps", "2"), ("mesh-resolution", "32"), ("mesh-level", str(tiny_mesh_level))):
-                field = page.locator(f"#t23d-{control} input[type=number]")
-                field.fill(value)
-                field.press("Enter")
+                page.fill(f"#t23d-{control} input[type=number]", value)  # typed, then Generate: no Enter needed
             page.click("#t23d-generate")
             video = page.locator("#t23d-video video")
             expect(video).to_have_attribute("src", re.compile(r"\.mp4"), timeout=60_000)
@@ -182,10 +179,28 @@ def test_tab_says_when_the_checkpoint_lacks_its_task(tiny_pipeline_dir, tmp_path
     available = app.task_availability(str(text_only))
     assert available["t23d"].name == "t23d-tiny"
     assert available["i23d"] == f"this checkpoint ({text_only}) has no i23d model"
-    generator = app.Generator(str(text_only), "cpu", tmp_path / "out", 4, 32)
-    demo = app.build_demo(generator, available)
+    demo = app.build_demo(app.Backend(str(text_only), "cpu", tmp_path / "out", 4, 32), available)
     blocks = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
     assert "i23d-notice" in blocks and "t23d-notice" not in blocks
     assert blocks["i23d-generate"].interactive is False and blocks["t23d-generate"].interactive is True
     assert [value for _, value in blocks["t23d-sampler"].choices] == ["euler_edm", "ddim", "dpm_solver_pp"]
     assert blocks["t23d-sampler"].value == "euler_edm" and blocks["t23d-steps"].value == 50  # the preset's
+
+
+def test_missing_checkpoint_stops_the_app_with_one_line(tmp_path, capsys):
+    missing = tmp_path / "no_such_checkpoint"
+    assert load_app().main(["--ckpt", str(missing), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: checkpoint '{missing}' not found: pass an existing folder or file to --ckpt, or one of "
+                   f"released-i23d, released-t23d for the authors' released weights\n")
+
+
+def test_released_file_offers_only_its_task(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    released = tmp_path / "model_joint_denoise_rec_model2990000.safetensors"
+    save_file({"ddpm_model.cap_embedder.0.weight": torch.zeros(1)}, str(released))  # the I23D marker key
+    available = load_app().task_availability(str(released))
+    assert available["i23d"].name == "i23d"
+    assert available["t23d"] == f"this checkpoint ({released.name}) is the released i23d model"

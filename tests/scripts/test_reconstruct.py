@@ -12,13 +12,13 @@ import trimesh
 
 from checkpoints.loader import load_vae_folder
 from datasets.multiview import target_tensors
-from datasets.rig import ENCODER_VIEWS
 from datasets.stores import open_store
 from evaluations.image_metrics import psnr, ssim
 from nsr.encoding import record_encoder_input
 from nsr.mesh import density_grid
 
-NOVEL_VIEWS = [4, 26]  # the stored views that are not encoder views, in store order
+ENCODER_VIEWS = (25, 0)  # the tiny VAE encodes (and trains on) the first 2 extraction views
+NOVEL_VIEWS = [4, 9, 18, 26, 27, 33]  # the other stored views, in store order
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_reconstruction_writes_files_and_metrics(script, procedural_data, vae32_
             frames = list(reader.iter_data())
         assert len(frames) == 4 and frames[0].shape == (32, 64, 3)  # [RGB | depth]
         sheet = imageio.imread(folder / "views.png")
-        assert sheet.shape[0] > 2 * 32 and sheet.shape[1] > 2 * 32  # 2 rows (truth, reconstruction) × 2 views
+        assert sheet.shape[0] > 2 * 32 and sheet.shape[1] > 6 * 32  # 2 rows (truth, reconstruction) × 6 views
         if obj["object_id"] == ids[0]:  # the level came from this object's own field, so it has a surface
             mesh = trimesh.load(folder / "mesh.ply")
             assert len(mesh.faces) == obj["mesh"]["faces"] > 0

@@ -17,7 +17,6 @@ from pathlib import Path
 import imageio.v2 as imageio
 import numpy as np
 import pytest
-import torch
 import trimesh
 
 from guided_diffusion.pipeline import GenerationSettings
@@ -38,15 +37,6 @@ PROMPT = "a red chair with a blue seat"
 MESH_OUTPUTS = ("glb", "obj", "ply")
 ALL_OUTPUTS = ("mp4", "gif", "png", *MESH_OUTPUTS, "json")
 STAGE_TIMINGS = {"sampling_s", "decode_s", "render_s", "video_write_s", "mesh_s", "mesh_write_s"}
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    # 2 shared cores: two OpenMP threads on a busy machine run these tiny kernels far slower than one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -11,9 +11,8 @@ import torch
 import torch.multiprocessing as mp
 
 from datasets.multiview import MultiViewConfig, MultiViewDataset
-from datasets.procedural.pipeline import GenerationConfig, render_records
-from datasets.rig import ENCODER_VIEWS, default_view_ids
-from datasets.stores import make_writer, open_store
+from datasets.rig import ENCODER_VIEWS
+from datasets.stores import open_store
 from nsr.trainer import load_vae_folder, preset_train_config, psnr_from_mse, train
 from scripts.train_vae import build_parser, config_from_args, main
 from utils import checkpoint, distributed
@@ -22,17 +21,16 @@ from utils import checkpoint, distributed
 LIGHT = {"decoder": {"depth": 1}, "renderer": {"depth_samples": 8, "importance_samples": 8}}
 
 
-def _write_object(root, views: int, resolution: int = 64, index: int = 0):
-    records = render_records([index], GenerationConfig(seed=0, resolution=resolution,
-                                                       view_ids=default_view_ids(views)))
-    with make_writer("chunks", root, workers=1) as writer:
-        writer.add(records[0])
+def _write_object(script, root: Path, views: int) -> Path:
+    """Procedural object 0 of dataset seed 0 (a chair) at 64², `views` rig views, through scripts/make_dataset.py."""
+    script("make_dataset").main(["--out", str(root), "--num-objects", "1", "--views", str(views), "--resolution",
+                                 "64", "--seed", "0", "--workers", "1"])
     return root
 
 
 @pytest.fixture(scope="module")
-def one_object(tmp_path_factory):
-    return _write_object(tmp_path_factory.mktemp("one_object"), views=12)
+def one_object(script, tmp_path_factory):
+    return _write_object(script, tmp_path_factory.mktemp("one_object") / "data", views=12)
 
 
 def _light_config(data, out, steps, **kw):
@@ -153,11 +151,12 @@ def _reconstruction_psnr(vae, data, resolution: int) -> float:
 
 
 @pytest.mark.slow
-def test_tiny_vae_overfits_one_object(tmp_path):
-    """Measured: 27.1 dB over all 40 views after 300 steps (~4 min on 2 free cores, ~7 min on a loaded machine)."""
-    data = _write_object(tmp_path / "data", views=40)
+def test_tiny_vae_overfits_one_object(script, tmp_path):
+    """Measured: 27.2 dB over all 40 views after 300 steps, ~3 min (one thread, shared 2-core machine)."""
+    data = _write_object(script, tmp_path / "data", views=40)
     cfg = preset_train_config("tiny", data=str(data), out=str(tmp_path / "run"), max_steps=300,
                               random_encoder_views=False, save_interval=300, progress=False, tensorboard=False)
     trainer = train(cfg)
     psnr = _reconstruction_psnr(trainer.vae.eval(), data, cfg.render_resolution)
+    print(f"tiny VAE overfit: {psnr:.2f} dB over 40 views after {cfg.max_steps} steps")
     assert psnr >= 25.0, f"tiny VAE reached only {psnr:.2f} dB on its own views"

@@ -123,15 +123,20 @@ def test_lpips_missing_backbone_warns_once_and_turns_the_term_off(tmp_path, monk
     assert loss.lpips is None
 
 
-def test_lpips_loads_a_local_torchvision_backbone(tmp_path):
+def _fake_alexnet_file(tmp_path):
+    """A torchvision-layout AlexNet `features.*` state dict (random weights) and its values keyed lpips-style."""
     import lpips
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torchvision's `pretrained=` deprecation, raised inside lpips
         reference = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).net.state_dict()
-    torchvision_layout = {f"features.{k.split('.', 1)[1]}": v for k, v in reference.items()}
     path = tmp_path / "alexnet-owt-7be5be79.pth"
-    torch.save(torchvision_layout, path)
+    torch.save({f"features.{k.split('.', 1)[1]}": v for k, v in reference.items()}, path)
+    return path, reference
+
+
+def test_lpips_loads_a_local_torchvision_backbone(tmp_path):
+    path, reference = _fake_alexnet_file(tmp_path)
     loss = build_lpips("alex", path)
     assert isinstance(loss, LPIPSLoss)
     for k, v in loss.model.net.state_dict().items():
@@ -171,6 +176,18 @@ def test_vae_loss_total_is_the_weighted_sum_of_its_terms():
     assert total.item() == pytest.approx(expected.item(), rel=1e-6)
     assert set(terms) == {"mse", "l1", "kl", "kl_weight", "depth", "alpha", "total"}
     assert loss.discriminator is None and loss.lpips is None
+
+
+def test_vae_loss_lpips_term_starts_at_its_step(tmp_path):
+    path, _ = _fake_alexnet_file(tmp_path)
+    cfg = VAELossConfig(l1_weight=0.0, lpips_weight=2.0, lpips_backbone=str(path), lpips_start_step=100,
+                        kl_weight=0.0, depth_weight=0.0, alpha_weight=0.0, disc_weight=0.0)
+    loss = VAELoss(cfg)
+    pred, target = _patches(seed=1), _patches(seed=0)
+    total, terms = loss(pred, target, torch.zeros(2), step=99)
+    assert "lpips" not in terms and total.item() == 0.0
+    total, terms = loss(pred, target, torch.zeros(2), step=100)
+    assert terms["lpips"].item() > 0 and total.item() == pytest.approx(2.0 * terms["lpips"].item())
 
 
 def test_vae_loss_adversarial_term_trains_the_renderer_not_the_discriminator():
