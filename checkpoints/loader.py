@@ -33,6 +33,7 @@ from utils.checkpoint import (
     MODEL_FILE,
     CheckpointError,
     load_into,
+    load_model_folder,
     load_torch_file,
     load_weights,
     read_json,
@@ -65,11 +66,11 @@ def build_vae_from_config(config: dict) -> TriplaneVAE:
     return TriplaneVAE(vae_config(config["preset"], config.get("overrides")))
 
 
-def load_vae_folder(folder: str | os.PathLike, device: str | torch.device = "cpu") -> TriplaneVAE:
-    folder = resolve_model_folder(folder)
-    vae = build_vae_from_config(read_json(folder / CONFIG_FILE))
-    load_into(vae, load_weights(folder / MODEL_FILE), folder / MODEL_FILE)
-    return vae.to(device).eval()
+def load_vae_folder(folder: str | os.PathLike, device: str | torch.device = "cpu",
+                    use_ema: bool = False) -> TriplaneVAE:
+    """A VAE in eval mode from a model folder (training checkpoint or export) or a run directory's newest
+    checkpoint; use_ema loads the checkpoint's EMA weights instead of the raw ones."""
+    return load_model_folder(folder, build_vae_from_config, use_ema=use_ema, device=device).eval()
 
 
 def _split(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -42,15 +42,15 @@ from utils.training import (
     EMA,
     NonFiniteGuard,
     ParamGroupSpec,
-    ResumableBatchSampler,
-    SeededDataset,
     autocast,
     build_adamw,
     capture_rng_state,
     clip_gradients,
     derive_seed,
+    log_values,
     param_groups_by_prefix,
     restore_rng_state,
+    resumable_loader,
     seed_everything,
 )
 
@@ -118,10 +118,11 @@ TRAIN_PRESETS: dict[str, dict] = {
     "t23d": dict(task="t23d", conditioner="clip-text", lr=1e-4, batch_size=32),  # gpu7-batch32-lr1e-4-bf16
     "i23d": dict(task="i23d", conditioner="clip-dino-image", lr=1e-4, batch_size=40),  # gpu7-batch40-lr1e-4-bf16
     "t23d-b": dict(task="t23d", conditioner="clip-text", lr=1e-4, batch_size=20),  # objaverse-dit.sh
-    "t23d-small": dict(task="t23d", conditioner="offline-text", conditioner_preset="small", lr=2e-4, batch_size=64,
-                       save_every=5000, log_every=50),
-    "i23d-small": dict(task="i23d", conditioner="offline-image", conditioner_preset="small", lr=2e-4, batch_size=64,
-                       save_every=5000, log_every=50),
+    # the embedded model: tiny offline conditioners, so everything ships within 24 MiB (docs/TRAINING.md)
+    "t23d-small": dict(task="t23d", conditioner="offline-text", conditioner_preset="tiny", lr=3e-4, batch_size=64,
+                       ema_decay=0.999, save_every=500, log_every=50),
+    "i23d-small": dict(task="i23d", conditioner="offline-image", conditioner_preset="tiny", lr=3e-4, batch_size=64,
+                       ema_decay=0.999, save_every=500, log_every=50),
     # CPU smoke / overfit runs: few steps, so a short EMA and frequent logs
     "t23d-tiny": dict(task="t23d", conditioner="offline-text", conditioner_preset="tiny", lr=1e-3, batch_size=8,
                       ema_decay=0.999, save_every=500, log_every=10, workers=0),
@@ -354,13 +355,8 @@ class DiffusionTrainer:
         return DistributedDataParallel(self.model, device_ids=ids, static_graph=True)
 
     def _loader(self) -> DataLoader:
-        sampler = ResumableBatchSampler(len(self.dataset), self.cfg.batch_size, self.cfg.seed, rank=self.rank,
-                                        world_size=self.world, start_batch=self.batches_consumed)
-        # an own generator: creating the iterator must not draw from the global RNG (exact resume)
-        return DataLoader(SeededDataset(self.dataset), batch_sampler=sampler, collate_fn=collate_samples,
-                          num_workers=self.cfg.workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=self.cfg.workers > 0,
-                          generator=torch.Generator().manual_seed(self.cfg.seed))
+        return resumable_loader(self.dataset, self.cfg.batch_size, self.cfg.seed, collate_fn=collate_samples,
+                                num_workers=self.cfg.workers, device=self.device, start_batch=self.batches_consumed)
 
     # -- checkpointing -----------------------------------------------------------------------------------------
 
@@ -464,20 +460,11 @@ class DiffusionTrainer:
                 self.step += 1
                 logger.advance()
                 if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                    logger.log(self.step, self._reduce(terms))
+                    logger.log(self.step, log_values(terms, self.optimizer, self.guard, self.device))
                 if self.step % cfg.save_every == 0 or self.step == cfg.max_steps:
                     self.save()
         finally:
             logger.close()
-
-    def _reduce(self, terms: dict) -> dict[str, float]:
-        names = sorted(terms)
-        values = distributed.all_reduce_mean(torch.stack([terms[k].float().to(self.device) for k in names]))
-        out = dict(zip(names, values.tolist()))
-        for group in self.optimizer.param_groups:
-            out[f"lr/{group['name']}"] = group["lr"]
-        out["skipped_steps"] = self.guard.total_skipped
-        return out
 
 
 def train(cfg: DiffusionTrainConfig) -> DiffusionTrainer:

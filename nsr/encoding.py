@@ -12,9 +12,16 @@ from datasets.multiview import MultiViewConfig, encoder_input
 from datasets.record import ObjectRecord
 from datasets.rig import ENCODER_VIEWS
 from nsr.config import ConvEncoderConfig, VAEConfig
-from nsr.trainer import encoder_resolution
 
 ENCODER_RGB = MultiViewConfig.encoder_rgb
+
+
+def encoder_resolution(config: VAEConfig) -> int:
+    """Input side the encoder maps onto the latent grid: the conv encoder halves it len(channel_mult) − 1 times."""
+    enc = config.encoder
+    if isinstance(enc, ConvEncoderConfig):
+        return config.latent_size * 2 ** (len(enc.channel_mult) - 1)
+    return enc.image_size
 
 
 def default_encoder_views(config: VAEConfig) -> tuple[int, ...]:

@@ -9,8 +9,6 @@ the fixture keeps only subsets of the tokens.
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,19 +18,9 @@ from checkpoints.convert.vae import to_ours
 from nsr.cameras import camera_rays
 from nsr.config import vae_config
 from nsr.vae import TriplaneVAE
+from utils.golden import Check, compare, load_fixture_module
 
-RELATIVE_TOL = 1e-4  # × max |reference| for network tensors
 RENDER_TOL = 1e-4  # absolute, for renders and per-sample rendering data
-
-
-def load_fixture_module(fixture_dir: Path, name: str):
-    """Import `fixture_dir/name.py` under a private module name (fixtures may differ from folder to folder)."""
-    path = Path(fixture_dir) / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_golden_fixture_{abs(hash(str(path)))}_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def build_filled_vae(fixture_dir: Path) -> tuple[TriplaneVAE, list]:
@@ -63,17 +51,11 @@ def build_filled_vae(fixture_dir: Path) -> tuple[TriplaneVAE, list]:
 
 class _Report:
     def __init__(self):
-        self.rows: list[tuple[str, float, float, bool]] = []
+        self.rows: list[Check] = []
 
     def add(self, name: str, ours, ref, tol: float | None = None):
-        ours = np.asarray(torch.as_tensor(ours).detach().cpu(), dtype=np.float64)
-        ref = np.asarray(ref, dtype=np.float64)
-        if ours.shape != ref.shape:
-            self.rows.append((f"{name} (shape {ours.shape} vs {ref.shape})", float("inf"), 0.0, False))
-            return
-        err = float(np.abs(ours - ref).max())
-        tol = RELATIVE_TOL * float(np.abs(ref).max()) if tol is None else tol
-        self.rows.append((name, err, tol, err <= tol))
+        """One row; tol None: relative to the reference's abs-max (`utils.golden.compare`)."""
+        self.rows.append(compare(name, ours, ref, tol))
 
     def add_tokens(self, name: str, tokens: torch.Tensor, golden):
         """Subset values and per-channel statistics (over batch and tokens) of a `(B, L, C)` tensor."""
@@ -86,7 +68,7 @@ class _Report:
 
 
 @torch.no_grad()
-def check_vae(fixture_dir) -> list[tuple[str, float, float, bool]]:
+def check_vae(fixture_dir) -> list[Check]:
     """Compare our `objaverse` VAE against `golden_vae_objaverse.npz`; rows of (tensor, max abs error, tol, ok)."""
     fixture_dir = Path(fixture_dir)
     golden = np.load(fixture_dir / "golden_vae_objaverse.npz")

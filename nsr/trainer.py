@@ -24,24 +24,26 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from datasets.collate import collate_samples
-from nsr.config import ConvEncoderConfig, VAEConfig, vae_config
+from nsr.config import vae_config
+from nsr.encoding import default_encoder_views, encoder_resolution
 from nsr.losses import PairedDiscriminator, VAELoss, VAELossConfig
 from nsr.rendering.patches import PatchLayout, sample_patch_layout
+from nsr.vae import TriplaneVAE
 from utils import checkpoint, distributed
 from utils.logging import TrainLogger
 from utils.training import (
     EMA,
     NonFiniteGuard,
     ParamGroupSpec,
-    ResumableBatchSampler,
-    SeededDataset,
     autocast,
     build_adamw,
     capture_rng_state,
     clip_gradients,
     derive_seed,
+    log_values,
     param_groups_by_prefix,
     restore_rng_state,
+    resumable_loader,
     seed_everything,
 )
 
@@ -185,26 +187,6 @@ def vae_param_groups(vae: nn.Module, cfg: VAETrainConfig) -> list[dict]:
     ])
 
 
-def build_vae(config: VAEConfig) -> nn.Module:
-    from nsr.vae import TriplaneVAE
-
-    return TriplaneVAE(config)
-
-
-def load_vae_folder(path, device="cpu", use_ema: bool = False) -> nn.Module:
-    """A trained VAE from a checkpoint / model folder (or the newest checkpoint of a run directory)."""
-    return checkpoint.load_model_folder(path, lambda cfg: build_vae(VAEConfig.from_json(json.dumps(cfg))),
-                                        use_ema=use_ema, device=device)
-
-
-def encoder_resolution(config: VAEConfig) -> int:
-    """Input side the encoder maps onto the latent grid: the conv encoder halves it len(channel_mult) − 1 times."""
-    enc = config.encoder
-    if isinstance(enc, ConvEncoderConfig):
-        return config.latent_size * 2 ** (len(enc.channel_mult) - 1)
-    return enc.image_size
-
-
 def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
     """PSNR in dB of images in [-1, 1] (peak-to-peak 2) from their MSE."""
     return 10.0 * torch.log10(4.0 / mse.clamp_min(1e-12))
@@ -228,7 +210,7 @@ class VAETrainer:
 
         self.vae_config = vae_config(cfg.preset, cfg.vae_overrides)
         self.dataset = self._build_dataset()
-        self.vae = build_vae(self.vae_config).to(self.device)
+        self.vae = TriplaneVAE(self.vae_config).to(self.device)
         self.loss = VAELoss(cfg.loss).to(self.device)
         self._check_sizes()
         self.forward_module = VAETrainingForward(self.vae)
@@ -265,8 +247,8 @@ class VAETrainer:
         from datasets.rig import ENCODER_VIEWS
         from datasets.stores import open_store
 
-        cfg, enc = self.cfg, self.vae_config.encoder
-        views = cfg.num_encoder_views or (enc.num_views if isinstance(enc, ConvEncoderConfig) else 1)
+        cfg = self.cfg
+        views = cfg.num_encoder_views or len(default_encoder_views(self.vae_config))
         if views > len(ENCODER_VIEWS) and not cfg.random_encoder_views:
             raise ValueError(f"{views} fixed encoder views requested but the rig names {len(ENCODER_VIEWS)}; pass "
                              f"--random-encoder-views or fewer --num-encoder-views")
@@ -289,13 +271,8 @@ class VAETrainer:
         return forward, paired
 
     def _loader(self) -> DataLoader:
-        sampler = ResumableBatchSampler(len(self.dataset), self.cfg.batch_size, self.cfg.seed, rank=self.rank,
-                                        world_size=self.world, start_batch=self.batches_consumed)
-        # an own generator: creating the iterator must not draw from the global RNG (exact resume)
-        return DataLoader(SeededDataset(self.dataset), batch_sampler=sampler, collate_fn=collate_samples,
-                          num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=self.cfg.num_workers > 0,
-                          generator=torch.Generator().manual_seed(self.cfg.seed))
+        return resumable_loader(self.dataset, self.cfg.batch_size, self.cfg.seed, collate_fn=collate_samples,
+                                num_workers=self.cfg.num_workers, device=self.device, start_batch=self.batches_consumed)
 
     # -- checkpointing -----------------------------------------------------------------------------------------
 
@@ -429,20 +406,11 @@ class VAETrainer:
                 self.step += 1
                 logger.advance()
                 if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
-                    logger.log(self.step, self._reduce(terms))
+                    logger.log(self.step, log_values(terms, self.optimizer, self.guard, self.device))
                 if self.step % cfg.save_interval == 0 or self.step == cfg.max_steps:
                     self.save()
         finally:
             logger.close()
-
-    def _reduce(self, terms: dict) -> dict[str, float]:
-        names = sorted(terms)
-        values = distributed.all_reduce_mean(torch.stack([terms[k].float().to(self.device) for k in names]))
-        out = dict(zip(names, values.tolist()))
-        for group in self.optimizer.param_groups:
-            out[f"lr/{group['name']}"] = group["lr"]
-        out["skipped_steps"] = self.guard.total_skipped
-        return out
 
 
 def train(cfg: VAETrainConfig) -> VAETrainer:

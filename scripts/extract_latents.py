@@ -34,9 +34,8 @@ from datasets.multiview import target_tensors
 from datasets.stores import ObjectStore, open_store
 from guided_diffusion.trainer import EXTRACTION_FILE, STATS_FILE
 from nsr.config import VAEConfig
-from nsr.encoding import default_encoder_views, parse_view_ids, record_encoder_input
+from nsr.encoding import default_encoder_views, encoder_resolution, parse_view_ids, record_encoder_input
 from nsr.posterior import Posterior
-from nsr.trainer import encoder_resolution
 from utils.checkpoint import CheckpointError, atomic_write_json, resolve_model_folder
 from utils.training import derive_seed
 

@@ -4,10 +4,16 @@
 a T23D model (t23d-tiny + offline-text tiny) and an I23D model (i23d-tiny + offline-image tiny). It generates noise,
 not objects, but exercises every stage of generation, export, the CLIs and the gradio app in seconds on a CPU.
 `tiny_mesh_level`: an iso-level its density field crosses, so mesh extraction has a surface to find.
+`make_vae_folder(folder, overrides, jitter)`: a random-init `tiny` VAE saved as a model folder.
+`script(name)`: a scripts/*.py module (imported as `scripts.<name>`).
+`single_thread`: one torch intra-op thread for a test; test folders of small tensors use it for every test.
+`torch_threads(n)`: a context manager running a block on n torch threads.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +26,59 @@ TINY_STAGE2 = {
     "t23d": ("t23d-tiny", "offline-text", {"context_dim": 128}),
     "i23d": ("i23d-tiny", "offline-image", {"clip_dim": 64, "dino_dim": 64, "pooled_dim": 128}),
 }
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def torch_threads():
+    """`with torch_threads(n): ...` runs the block on n torch intra-op threads and restores the count after."""
+    return _torch_threads
+
+
+@pytest.fixture
+def single_thread():
+    """One torch intra-op thread. The CI machines have 2 cores shared with other jobs; there OpenMP threads
+    spin-wait for each other, and two threads ran these small kernels 7–50× slower than one (measured)."""
+    with _torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="session")
+def script():
+    """`script("extract_latents").main([...])`: a scripts/*.py module."""
+    return lambda name: importlib.import_module(f"scripts.{name}")
+
+
+def _save_random_vae(folder: Path, overrides: dict | None = None, jitter: float = 0.0) -> Path:
+    from nsr.config import vae_config
+    from nsr.vae import TriplaneVAE
+    from utils.checkpoint import save_model_folder
+
+    overrides = overrides or {}
+    torch.manual_seed(0)
+    vae = TriplaneVAE(vae_config("tiny", overrides))
+    if jitter:
+        with torch.no_grad():
+            for p in vae.parameters():
+                p.add_(torch.randn_like(p) * jitter)
+    return save_model_folder(folder, vae.state_dict(), {"preset": "tiny", "overrides": overrides})
+
+
+@pytest.fixture(scope="session")
+def make_vae_folder():
+    """`make_vae_folder(folder, overrides=None, jitter=0.0)`: a random-init `tiny` VAE (seed 0) with nested preset
+    `overrides`, every parameter plus N(0, jitter²) noise (fresh modules zero-initialise some output layers, so a
+    jittered VAE depends on its input at every stage), saved as a model folder; returns the folder."""
+    return _save_random_vae
 
 
 def _jitter(module: torch.nn.Module, generator: torch.Generator, std: float = 0.02) -> None:

@@ -54,8 +54,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _file_mode() -> int:
+    """What `open()` would give a new file: 0o666 minus the process umask (os.umask can only be read by setting)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _write_synced(path: Path, write: Callable[[Path], None]) -> None:
     write(path)
+    # safetensors writes through a private temporary file (mode 0600); exported model folders must be readable by
+    # whoever runs them, so every file gets the ordinary umask-respecting mode
+    os.chmod(path, _file_mode())
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
 

@@ -5,7 +5,9 @@
 - `clip_gradients`, `param_groups_by_prefix`, `build_adamw`, `autocast`: optimisation set-up.
 - `seed_everything`, `capture_rng_state`, `restore_rng_state`: reproducibility and exact resume.
 - `ResumableBatchSampler` + `SeededDataset`: a data stream whose position is one integer, so a resumed run sees
-  exactly the batches (and per-sample augmentation randomness) an uninterrupted run would have seen.
+  exactly the batches (and per-sample augmentation randomness) an uninterrupted run would have seen;
+  `resumable_loader` builds the DataLoader around them.
+- `log_values`: a step's loss terms averaged over ranks, with learning rates and the skipped-step count.
 """
 from __future__ import annotations
 
@@ -13,14 +15,14 @@ import contextlib
 import hashlib
 import logging
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from utils import distributed
 
@@ -201,10 +203,11 @@ def capture_rng_state(include_cuda: bool = True) -> dict:
 
 
 def restore_rng_state(state: dict) -> None:
+    """Inverse of `capture_rng_state`; works whatever device the checkpoint was loaded onto (map_location)."""
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+    np.random.set_state((n["name"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"],
                          n["cached_gaussian"]))
     torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
@@ -294,3 +297,31 @@ class SeededDataset(Dataset):
             return self.dataset[index]
         finally:
             restore_rng_state(saved)
+
+
+def resumable_loader(dataset: Dataset, batch_size: int, seed: int, *, collate_fn: Callable, num_workers: int,
+                     device: torch.device, start_batch: int = 0) -> DataLoader:
+    """This rank's endless, exactly resumable loader over `dataset`, starting after `start_batch` global batches."""
+    sampler = ResumableBatchSampler(len(dataset), batch_size, seed, rank=distributed.rank(),
+                                    world_size=distributed.world_size(), start_batch=start_batch)
+    # an own generator: creating the iterator must not draw from the global RNG (exact resume)
+    return DataLoader(SeededDataset(dataset), batch_sampler=sampler, collate_fn=collate_fn, num_workers=num_workers,
+                      pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
+                      generator=torch.Generator().manual_seed(seed))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Logging
+
+
+def log_values(terms: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer, guard: NonFiniteGuard,
+               device: torch.device) -> dict[str, float]:
+    """A step's scalar terms averaged over ranks, plus `lr/<group name>` per param group and `skipped_steps`.
+    Collective: every rank calls it with the same term names."""
+    names = sorted(terms)
+    values = distributed.all_reduce_mean(torch.stack([terms[k].float().to(device) for k in names]))
+    out = dict(zip(names, values.tolist()))
+    for group in optimizer.param_groups:
+        out[f"lr/{group['name']}"] = group["lr"]
+    out["skipped_steps"] = guard.total_skipped
+    return out

@@ -4,7 +4,6 @@ One torch thread: the CI machines have 2 cores shared with other jobs, and OpenM
 runs these small kernels ~50x slower.
 """
 import pytest
-import torch
 
 from datasets.procedural.pipeline import GenerationConfig, render_records
 from datasets.rig import default_view_ids
@@ -15,11 +14,8 @@ RESOLUTION = 32
 
 
 @pytest.fixture(autouse=True)
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(single_thread):
+    """Every test here: `single_thread` of tests/conftest.py."""
 
 
 @pytest.fixture(scope="session")
@@ -28,10 +24,6 @@ def generation_config() -> GenerationConfig:
 
 
 @pytest.fixture(scope="session")
-def records(generation_config):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+def records(generation_config, torch_threads):
+    with torch_threads(1):
         return render_records([0, 1], generation_config)
-    finally:
-        torch.set_num_threads(before)

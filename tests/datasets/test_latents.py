@@ -78,10 +78,15 @@ def test_missing_latent_is_named_and_skipped(latent_store, caplog):
 
 def test_writer_rejects_wrong_shapes(tmp_path):
     writer = LatentStoreWriter(tmp_path / "l")
-    with pytest.raises(ValueError, match=r"latent of a/0/1 has shape \(4, 32, 32\), expected \(12, 32, 32\)"):
-        writer.add("a/0/1", np.zeros((4, 32, 32)), np.zeros((12, 32, 32)), "x")
+    with pytest.raises(ValueError, match=r"latent of a/0/1 has shape \(4, 32, 32\), expected \(3·C, h, w\)"):
+        writer.add("a/0/1", np.zeros((4, 32, 32)), np.zeros((4, 32, 32)), "x")
+    with pytest.raises(ValueError, match=r"latent_mean of a/0/1 has shape \(12, 16, 16\), expected \(12, 32, 32\)"):
+        writer.add("a/0/1", np.zeros((12, 32, 32)), np.zeros((12, 16, 16)), "x")
     with pytest.raises(ValueError, match="cond_images of a/0/1 must be uint8"):
         writer.add("a/0/1", np.zeros((12, 32, 32)), np.zeros((12, 32, 32)), "x", {}, np.zeros((1, 3, 8, 8)),
                    np.zeros((1, 25)))
     with pytest.raises(FileNotFoundError, match="not a latent store"):
         LatentDataset(tmp_path / "l")
+    small = LatentStoreWriter(tmp_path / "m")
+    small.add("b/0/1", np.ones((12, 16, 16)), np.ones((12, 16, 16)), "a smaller latent is fine")
+    assert LatentDataset(tmp_path / "m", LatentDatasetConfig(train=False))[0]["latent"].shape == (12, 16, 16)

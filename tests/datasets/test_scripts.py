@@ -1,5 +1,4 @@
 """The data CLIs: make_dataset in every format, the converters, the command-line contract and byte determinism."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,20 +9,14 @@ import pytest
 
 from datasets.procedural.grammar import generate_object
 from datasets.stores import FORMATS, open_store
+from scripts import lmdb_create, make_dataset, wds_create
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def make(out, fmt, *extra):
-    load_script("make_dataset").main(["--out", str(out), "--num-objects", "2", "--views", "4", "--resolution", "24",
-                                      "--format", fmt, "--seed", "5", "--workers", "2", *extra])
+    make_dataset.main(["--out", str(out), "--num-objects", "2", "--views", "4", "--resolution", "24", "--format", fmt,
+                       "--seed", "5", "--workers", "2", *extra])
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -42,8 +35,8 @@ def test_make_dataset_writes_every_format(fmt, tmp_path, capsys):
 
 def test_converters_copy_a_store(tmp_path, capsys):
     make(tmp_path / "g", "gobjaverse")
-    load_script("lmdb_create").main(["--src", str(tmp_path / "g"), "--out", str(tmp_path / "l")])
-    load_script("wds_create").main(["--src", str(tmp_path / "l"), "--out", str(tmp_path / "w"), "--shard-size", "1"])
+    lmdb_create.main(["--src", str(tmp_path / "g"), "--out", str(tmp_path / "l")])
+    wds_create.main(["--src", str(tmp_path / "l"), "--out", str(tmp_path / "w"), "--shard-size", "1"])
     out = capsys.readouterr().out
     assert "wrote 2 objects from" in out and "(lmdb)" in out and "(wds)" in out
     source, converted = open_store(tmp_path / "g"), open_store(tmp_path / "w")
@@ -65,12 +58,11 @@ def test_command_line_contract_and_determinism(tmp_path):
     summary = done.stdout.strip().splitlines()
     assert len(summary) == 1 and summary[0].startswith("wrote 2 objects × 4 views at 16² (wds)")
     assert "objects" in done.stderr  # the tqdm bar
-    make_again = load_script("make_dataset")
-    make_again.main(command[2:-2] + ["--out", str(tmp_path / "b"), "--workers", "2"])
+    make_dataset.main(command[2:-2] + ["--out", str(tmp_path / "b"), "--workers", "2"])
     assert (tmp_path / "a" / "wds-000000.tar").read_bytes() == (tmp_path / "b" / "wds-000000.tar").read_bytes()
 
 
 def test_make_dataset_rejects_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        load_script("make_dataset").main(["--out", str(tmp_path), "--num-objects", "1", "--views", "41"])
+        make_dataset.main(["--out", str(tmp_path), "--num-objects", "1", "--views", "41"])
     assert "--views must be in 1..40, got 41" in capsys.readouterr().err

@@ -24,14 +24,6 @@ CONDITIONER = {"t23d": {"width": 32, "depth": 1, "num_heads": 2},
 CAPTIONS = ["a red chair with a blue seat", "a green table", "a tall yellow lamp", "a purple mushroom"]
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def write_store(root: Path, count: int = 4, cond: bool = True, seed: int = 0, size: int = 32) -> torch.Tensor:
     """`count` captioned latents (12, size, size) with 2 random 16² condition views each; returns the latents."""
     g = torch.Generator().manual_seed(seed)
@@ -44,21 +36,10 @@ def write_store(root: Path, count: int = 4, cond: bool = True, seed: int = 0, si
     return latents
 
 
-def write_vae_folder(folder: Path, latent_size: int) -> Path:
-    """A random-init tiny VAE making (12, latent_size, latent_size) latents: the run records it as its VAE."""
-    from nsr.config import vae_config
-    from nsr.vae import TriplaneVAE
-    from utils.checkpoint import save_model_folder
-
-    torch.manual_seed(0)
-    overrides = {"latent_size": latent_size}
-    vae = TriplaneVAE(vae_config("tiny", overrides))
-    return save_model_folder(folder, vae.state_dict(), {"preset": "tiny", "overrides": overrides})
-
-
 @pytest.fixture(scope="module")
-def vae_folder(tmp_path_factory) -> Path:
-    return write_vae_folder(tmp_path_factory.mktemp("vae") / "vae", 32)
+def vae_folder(tmp_path_factory, make_vae_folder) -> Path:
+    """A random-init tiny VAE making (12, 32, 32) latents: the runs record it as their VAE."""
+    return make_vae_folder(tmp_path_factory.mktemp("vae") / "vae", {"latent_size": 32})
 
 
 @pytest.fixture(scope="module")
@@ -158,10 +139,10 @@ def test_bad_set_ups_fail_with_one_clear_line(store, vae_folder, tmp_path):
                                 conditioner_options={"width": 64, "depth": 1, "num_heads": 2}))
 
 
-def test_tiny_dit_and_offline_text_conditioner_memorise_captioned_latents(tmp_path):
+def test_tiny_dit_and_offline_text_conditioner_memorise_captioned_latents(tmp_path, make_vae_folder):
     # 4×4 latents (12 tokens of 2×2 patches): what a few hundred CPU steps can memorise precisely enough to sample
     latents = write_store(tmp_path / "store", seed=1, size=4)
-    vae = write_vae_folder(tmp_path / "vae", 4)
+    vae = make_vae_folder(tmp_path / "vae", {"latent_size": 4})
     arch = {"denoiser": {"depth": 2, "hidden_size": 64, "num_heads": 2, "latent_size": 4}}
     train(config("t23d", tmp_path / "store", vae, tmp_path / "run", max_steps=600, batch_size=16, lr=3e-3,
                  weight_decay=0.0, stage2_overrides=arch, conditioner_options={"width": 32, "depth": 1, "num_heads": 2},

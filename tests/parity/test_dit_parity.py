@@ -15,17 +15,10 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def two_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(min(2, threads))
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("kind", ["t23d", "i23d"])
-def test_release_dit_matches_the_original_network(kind, two_threads):
-    checks = check_dit(GOLDEN, kind)
+def test_release_dit_matches_the_original_network(kind, torch_threads):
+    with torch_threads(min(2, torch.get_num_threads())):
+        checks = check_dit(GOLDEN, kind)
     failed = [c for c in checks if not c[3]]
     assert not failed, "\n".join(f"{name}: max err {err:.3g} > tol {tol:.3g}" for name, err, tol, _ in failed)
     assert {name for name, *_ in checks} >= {"output", "t_embedding", "state_dict keys", "filled weights"}

@@ -17,15 +17,11 @@ pytestmark = [pytest.mark.parity, pytest.mark.slow,
 
 
 @pytest.fixture(scope="module")
-def rows():
+def rows(torch_threads):
     from nsr.golden import check_vae
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(min(threads, 2))
-    try:
+    with torch_threads(min(torch.get_num_threads(), 2)):
         return check_vae(GOLDEN)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_every_golden_tensor_within_tolerance(rows):

@@ -6,7 +6,6 @@ one real subprocess per CLI checks the script entry points and exit codes.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -20,18 +19,11 @@ import pytest
 import trimesh
 
 from guided_diffusion.pipeline import GenerationSettings
+from scripts import sample_i23d, sample_t23d
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-sample_t23d, sample_i23d = load_script("sample_t23d"), load_script("sample_i23d")
 EXAMPLE_IMAGE = REPO / "assets" / "i23d_examples" / "white_mug_with_a_black_handle.png"
 PROMPT = "a red chair with a blue seat"
 MESH_OUTPUTS = ("glb", "obj", "ply")

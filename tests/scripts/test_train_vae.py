@@ -10,10 +10,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from checkpoints.loader import load_vae_folder
 from datasets.multiview import MultiViewConfig, MultiViewDataset
 from datasets.rig import ENCODER_VIEWS
 from datasets.stores import open_store
-from nsr.trainer import load_vae_folder, preset_train_config, psnr_from_mse, train
+from nsr.trainer import preset_train_config, psnr_from_mse, train
 from scripts.train_vae import build_parser, config_from_args, main
 from utils import checkpoint, distributed
 

@@ -1,5 +1,7 @@
 """Atomic checkpoint folders, keep-last-K, rebuild from config, half-precision export and error messages."""
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -118,6 +120,20 @@ def test_half_precision_export(tmp_path):
         assert rebuilt.a.weight.dtype == torch.float32
         torch.testing.assert_close(rebuilt.a.weight, model.a.weight, atol=1e-2, rtol=1e-2)
 
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_get_the_umask_mode_so_exports_are_shareable(tmp_path, umask):
+    model = Tiny()
+    previous = os.umask(umask)
+    try:
+        run = _save(tmp_path / "run", 1, model, ema=model.state_dict(), extra_weights={"disc": Tiny(2).state_dict()})
+        export = ckpt.export_model_folder(run, tmp_path / "export")
+    finally:
+        os.umask(previous)
+    files = [p for folder in (run, export) for p in folder.iterdir()]
+    assert {p.suffix for p in files} == {".safetensors", ".pt", ".json"}
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name
 
 def test_missing_and_corrupt_files_have_one_line_errors(tmp_path):
     model = Tiny()

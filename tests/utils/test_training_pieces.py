@@ -88,6 +88,17 @@ def test_rng_state_round_trip(tmp_path):
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: the checkpoint is loaded onto the GPU")
+def test_rng_state_restores_from_a_checkpoint_loaded_onto_the_gpu(tmp_path):
+    # trainers load checkpoints with map_location=<their device>; a CUDA run once crashed on resume here
+    random.seed(2), np.random.seed(2), torch.manual_seed(2)
+    torch.save(capture_rng_state(), tmp_path / "rng.pt")
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    restore_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True, map_location="cuda"))
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
 def _indices(sampler, n):
     it = iter(sampler)
     return [next(it) for _ in range(n)]

@@ -1,0 +1,749 @@
+"""Evaluation suite on held-out procedural objects: VAE reconstruction, text-to-3D and image-to-3D generation.
+
+    python scripts/evaluate.py --ckpt checkpoints/procedural --out outputs/eval --num-objects 24 --device cpu
+
+Held-out objects come from the training grammar (dataset --data-seed 0) at indices from --start-index (1 000 000),
+disjoint from the 0..1999 the embedded model trained on; they are generated and rendered on the fly. Categories
+cycle with the index, so N consecutive objects are balanced over the 12 categories.
+
+- vae: each object's encoder views (the rig views the VAE trained on, `nsr.encoding`) are encoded to the posterior
+  mean and decoded; --novel-views are rendered deterministically at --render-resolution and compared with the
+  ground truth (PSNR, SSIM, and LPIPS when its backbone is on disk); the marching-cubes mesh (--mesh-level on raw σ)
+  is compared with ground-truth surface samples (Chamfer-L1, F-score at --fscore-threshold, in the units of the
+  [-0.45, 0.45]³ box).
+- t23d: each object's canonical caption is a prompt. Samples are meshed for COV / MMD / 1-NNA against the held-out
+  ground-truth point clouds (per category and their mean), and rendered at --judge-views for the attribute
+  classifier, which is trained on ground-truth renders of other procedural objects and reads category and main
+  colour; prompt accuracy compares its reading with the prompt's labels.
+- i23d: each object's --condition-view render is the input image. Samples are scored by PSNR / SSIM at the input
+  camera and at the novel views, by Chamfer / F-score against the input object, and by COV / MMD / 1-NNA.
+- FID / KID of the generated renders (`evaluations.fid`; skipped, with the reason, without Inception weights).
+
+Writes OUT/metrics.json (settings, timings, per-object records, aggregates, the issue's targets against the
+measured values), a Markdown report (--report-md, default OUT/results.md) and its pictures (--figures, default
+OUT/figures). --report-only rewrites the report from an existing OUT/metrics.json, e.g. after editing --notes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # our `datasets` must shadow HuggingFace's
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from checkpoints.hub import resolve_checkpoint
+from checkpoints.loader import TASKS, load_vae_folder
+from datasets.multiview import target_tensors
+from datasets.procedural import COLOR_NAMES, GenerationConfig, render_records, sample_surface
+from datasets.procedural.grammar import CATEGORY_NAMES, generate_object
+from evaluations.attribute_classifier import AttributeClassifier, prompt_accuracy, train_attribute_classifier
+from evaluations.fid import compute_fid_kid
+from evaluations.generation_metrics import generation_metrics, generation_metrics_by_category, point_clouds
+from evaluations.image_metrics import lpips_backbone_path, lpips_distance, psnr, ssim
+from evaluations.report import format_value, markdown_section, plot_metric, write_markdown, write_metrics_json
+from guided_diffusion.cli import main_guard, pick_device
+from guided_diffusion.pipeline import GenerationSettings, Pipeline, triplane_mesh
+from nsr.encoding import default_encoder_views, parse_view_ids, record_encoder_input
+from nsr.mesh import EmptyMeshError, chamfer_distance, f_score, mesh_to_points, rotate_to_y_up
+from nsr.trainer import encoder_resolution
+from nsr.vae import TriplaneVAE
+from utils.checkpoint import CheckpointError
+from utils.media import contact_sheet, write_image
+
+METRICS_FILE = "metrics.json"
+# The judge learns from objects of the same grammar at indices far from both the training set and the held-out set.
+JUDGE_START_INDEX = 2_000_000
+FSCORE_CURVE = (0.005, 0.01, 0.02, 0.05)
+FIGURE_TILE = 96  # report pictures are downscaled to this side so docs stay small
+LOSS_KEYS = ("loss", "total")  # stage-2 logs name their objective "loss", the VAE log "total"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", default=None, help="pipeline folder (default: the embedded procedural model)")
+    p.add_argument("--out", required=True, help="output folder; must not hold a metrics.json yet")
+    p.add_argument("--tasks", default=None,
+                   help="comma-separated subset of vae,t23d,i23d (default: every stage the checkpoint has)")
+    p.add_argument("--num-objects", type=int, default=24, help="held-out objects")
+    p.add_argument("--start-index", type=int, default=1_000_000, help="first held-out object index")
+    p.add_argument("--data-seed", type=int, default=0, help="procedural dataset seed (the training data's: 0)")
+    p.add_argument("--samples-per-prompt", type=int, default=1, help="generated samples per prompt / input image")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the checkpoint's)")
+    p.add_argument("--sampler", default=None, help="sampler name (default: the checkpoint's)")
+    p.add_argument("--cfg-scale", type=float, default=None, help="guidance scale (default: the checkpoint's)")
+    p.add_argument("--render-resolution", type=int, default=128, help="side of the scored VAE / I23D renders")
+    p.add_argument("--novel-views", type=parse_view_ids, default=(27, 4, 13),
+                   help="rig views scored as novel views (default 27,4,13: lower ring 0°, upper ring 60° and 195°; "
+                        "none is a VAE encoder view)")
+    p.add_argument("--condition-view", type=int, default=0, help="rig view given to image-to-3D as its input")
+    p.add_argument("--judge-views", type=parse_view_ids, default=(0, 9, 27, 33),
+                   help="rig views the attribute classifier reads (its probabilities are averaged over them)")
+    p.add_argument("--judge-resolution", type=int, default=64, help="side of the classifier's images")
+    p.add_argument("--mesh-resolution", type=int, default=128, help="marching-cubes grid side")
+    p.add_argument("--mesh-level", type=float, default=10.0, help="iso-level on raw density (the release's 10)")
+    p.add_argument("--points", type=int, default=4096, help="points per cloud for COV / MMD / 1-NNA")
+    p.add_argument("--surface-points", type=int, default=50_000,
+                   help="points per surface for Chamfer / F-score (dense enough that a perfect mesh scores "
+                        "F@0.01 ≈ 1; the sampling floor is measured and recorded)")
+    p.add_argument("--fscore-threshold", type=float, default=0.01, help="F-score distance, in box units")
+    p.add_argument("--classifier-objects", type=int, default=400, help="objects the attribute classifier trains on")
+    p.add_argument("--classifier-steps", type=int, default=300, help="attribute classifier training steps")
+    p.add_argument("--seed", type=int, default=0, help="generation, surface sampling and classifier seed")
+    p.add_argument("--device", default="auto", help="cuda, cpu, mps or auto")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--report-md", type=Path, default=None, help="Markdown report path (default OUT/results.md)")
+    p.add_argument("--figures", type=Path, default=None, help="folder of the report's pictures (default OUT/figures)")
+    p.add_argument("--figure-rows", type=int, default=12, help="objects shown per picture (one per category first)")
+    p.add_argument("--notes", type=Path, default=None, help="Markdown file inserted into the report as discussion")
+    p.add_argument("--training-logs", type=Path, nargs="*", default=[],
+                   help="training log .jsonl files summarised (table + loss plot) in the report")
+    p.add_argument("--report-only", action="store_true", help="rewrite the report from OUT/metrics.json")
+    args = p.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    args.out = Path(args.out)
+    args.report_md = args.report_md or args.out / "results.md"
+    args.figures = args.figures or args.out / "figures"
+    positive = ("num_objects", "samples_per_prompt", "render_resolution", "judge_resolution", "mesh_resolution",
+                "points", "surface_points", "classifier_objects", "classifier_steps", "figure_rows")
+    for name in positive:
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.surface_points < args.points:
+        p.error(f"--surface-points ({args.surface_points}) must be at least --points ({args.points})")
+    return args
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Held-out ground truth
+
+
+@dataclass
+class HeldOutObject:
+    """One held-out object: its labels, the VAE's encoder input, and ground-truth views and surface samples."""
+
+    index: int
+    category: str
+    colour: str  # main colour, the one the prompt names first
+    caption: str  # canonical phrasing, the T23D prompt
+    encoder_input: torch.Tensor  # (V, 10, He, He)
+    novel_cameras: torch.Tensor  # (N, 25)
+    novel_rgb: torch.Tensor  # (N, 3, R, R) in [-1, 1]
+    condition_camera: torch.Tensor  # (25,)
+    condition_rgb: torch.Tensor  # (3, R, R) in [-1, 1]
+    judge_cameras: torch.Tensor  # (K, 25)
+    judge_rgb: torch.Tensor  # (K, 3, r, r) in [-1, 1]
+    surface: np.ndarray  # (P, 3) surface samples, y-up like extracted meshes
+    floor: np.ndarray  # (P, 3) a second, independent sample of the same surface
+
+
+def view_images(records, views: tuple[int, ...], resolution: int) -> list[dict[str, torch.Tensor]]:
+    """target_tensors (`target_rgb`, `target_cameras`, ...) of `views` of every record."""
+    return [target_tensors(r.select(views), resolution) for r in records]
+
+
+def surface_points(index: int, data_seed: int, count: int, seed: int) -> np.ndarray:
+    """`count` ground-truth surface points of object `index`, rotated y-up as `nsr.mesh.extract_mesh` outputs."""
+    samples = sample_surface(generate_object(data_seed, index), count, seed=seed)
+    return rotate_to_y_up(samples.points.double().numpy())
+
+
+def held_out_objects(args: argparse.Namespace, vae: TriplaneVAE, device: torch.device) -> list[HeldOutObject]:
+    """Render the held-out objects: encoder views at the encoder's side (as the VAE trained), scored views at
+    --render-resolution, judge views at --judge-resolution; then sample their surfaces."""
+    indices = list(range(args.start_index, args.start_index + args.num_objects))
+    render_device = str(device) if device.type == "cuda" else "cpu"  # the tracer runs on CUDA or the CPU
+
+    def render(views: tuple[int, ...], resolution: int):
+        config = GenerationConfig(seed=args.data_seed, resolution=resolution, view_ids=tuple(dict.fromkeys(views)),
+                                  device=render_device)
+        return render_records(indices, config)
+
+    encoder_views = default_encoder_views(vae.config)
+    encoder_records = render(encoder_views, encoder_resolution(vae.config))
+    scored_views = (args.condition_view, *args.novel_views)
+    scored = view_images(render(scored_views, args.render_resolution), scored_views, args.render_resolution)
+    judged = view_images(render(args.judge_views, args.judge_resolution), args.judge_views, args.judge_resolution)
+    objects = []
+    for k, record in enumerate(tqdm(encoder_records, desc="ground truth", unit="object")):
+        objects.append(HeldOutObject(
+            index=indices[k], category=record.labels["category"], colour=record.labels["main_color"],
+            caption=record.caption, encoder_input=record_encoder_input(record, encoder_views, vae.config),
+            novel_cameras=scored[k]["target_cameras"][1:], novel_rgb=scored[k]["target_rgb"][1:],
+            condition_camera=scored[k]["target_cameras"][0], condition_rgb=scored[k]["target_rgb"][0],
+            judge_cameras=judged[k]["target_cameras"], judge_rgb=judged[k]["target_rgb"],
+            surface=surface_points(indices[k], args.data_seed, args.surface_points, args.seed),
+            floor=surface_points(indices[k], args.data_seed, args.surface_points, args.seed + 1)))
+    return objects
+
+
+def label_ids(categories: list[str], colours: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.tensor([CATEGORY_NAMES.index(c) for c in categories]),
+            torch.tensor([COLOR_NAMES.index(c) for c in colours]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scores
+
+
+def image_scores(pred: torch.Tensor, target: torch.Tensor) -> dict:
+    """PSNR / SSIM per view and their means, LPIPS mean (None without its backbone), of (N, 3, H, W) in [-1, 1]."""
+    psnr_views = psnr(pred, target, data_range=2.0, reduction="none").tolist()
+    ssim_views = ssim(pred, target, value_range=(-1.0, 1.0), reduction="none").tolist()
+    lpips = lpips_distance(pred, target)
+    return {"psnr": float(np.mean(psnr_views)), "ssim": float(np.mean(ssim_views)),
+            "lpips": None if lpips is None else lpips.item(), "psnr_views": psnr_views, "ssim_views": ssim_views}
+
+
+def geometry_scores(pred: np.ndarray | None, truth: np.ndarray, threshold: float) -> dict:
+    """Chamfer-L1 / L2 and F-score (at `threshold` and along FSCORE_CURVE) of predicted surface points against
+    ground-truth ones, both (P, 3) in box units; every value None when there is no predicted surface."""
+    if pred is None:
+        return {"chamfer_l1": None, "chamfer_l2": None, "f_score": None, "precision": None, "recall": None,
+                "f_curve": None}
+    chamfer = chamfer_distance(pred, truth)
+    main = f_score(pred, truth, threshold)
+    return {"chamfer_l1": chamfer["l1"], "chamfer_l2": chamfer["l2"], "f_score": main["f"],
+            "precision": main["precision"], "recall": main["recall"],
+            "f_curve": {str(t): f_score(pred, truth, t)["f"] for t in FSCORE_CURVE}}
+
+
+def score_reconstruction(pred_rgb: torch.Tensor, target_rgb: torch.Tensor, pred_points: np.ndarray | None,
+                         truth_points: np.ndarray, threshold: float) -> dict:
+    """The VAE branch's scores of one object: image_scores of its novel views and geometry_scores of its mesh."""
+    return {**image_scores(pred_rgb, target_rgb), **geometry_scores(pred_points, truth_points, threshold)}
+
+
+def mean_or_none(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def aggregate(records: list[dict], keys: tuple[str, ...]) -> dict:
+    """Means of `keys` over records (None values left out) overall and per category, with counts."""
+    by_category = defaultdict(list)
+    for r in records:
+        by_category[r["category"]].append(r)
+    summarise = lambda rs: {**{k: mean_or_none(r[k] for r in rs) for k in keys}, "count": len(rs)}
+    return {"mean": summarise(records),
+            "per_category": {c: summarise(by_category[c]) for c in CATEGORY_NAMES if c in by_category}}
+
+
+def mesh_surface(vae: TriplaneVAE, triplane: torch.Tensor, args: argparse.Namespace, seed: int):
+    """(surface points (P, 3) or None, mesh record) of the marching-cubes mesh of `triplane`."""
+    try:
+        mesh = triplane_mesh(vae, triplane, args.mesh_resolution, args.mesh_level)
+    except EmptyMeshError as err:
+        return None, {"surface": False, "error": str(err)}
+    record = {"surface": True, "vertices": mesh.stats.vertices, "faces": mesh.stats.faces,
+              "watertight": mesh.stats.watertight}
+    return mesh_to_points(mesh, args.surface_points, seed=seed), record
+
+
+@torch.no_grad()
+def render_rgb(vae: TriplaneVAE, triplane: torch.Tensor, cameras: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Deterministic renders (N, 3, R, R) in [-1, 1], on the CPU, of `triplane` (1, 3F, R', R') from cameras (N, 25)."""
+    out = vae.render(triplane, cameras[None].to(triplane.device), resolution, deterministic=True)
+    return out["rgb"][0].float().cpu().clamp(-1.0, 1.0)
+
+
+def generation_scores(samples: list[tuple[str, np.ndarray | None]], objects: list[HeldOutObject],
+                      args: argparse.Namespace, device: torch.device) -> dict:
+    """COV / MMD / 1-NNA of sample surfaces [(category, points or None)] against the held-out objects' surfaces,
+    per category (samples against references of their category), their mean over categories, and pooled ("all").
+    Samples without a surface are left out and counted."""
+    chamfer_device = device if device.type == "cuda" else None  # None: the KD-tree route, the fast one on a CPU
+    refs = point_clouds([o.surface for o in objects], args.points, seed=args.seed)
+    valid = [(c, p) for c, p in samples if p is not None]
+    result = {"failed_samples": len(samples) - len(valid), "points": args.points}
+    if not valid:
+        return {**result, "skipped": f"no sample has a surface at mesh level {args.mesh_level:g}"}
+    clouds = point_clouds([p for _, p in valid], args.points, seed=args.seed)
+    ref_categories = [o.category for o in objects]
+    sample_categories = [c for c, _ in valid]
+    present = [c for c in CATEGORY_NAMES if c in sample_categories]
+    pick = lambda tensor, labels, c: tensor[[i for i, label in enumerate(labels) if label == c]]
+    per_category = generation_metrics_by_category(
+        {c: pick(clouds, sample_categories, c) for c in present}, {c: pick(refs, ref_categories, c) for c in present},
+        device=chamfer_device)
+    return {**result, "mean": per_category.pop("mean"), "all": generation_metrics(clouds, refs, chamfer_device),
+            "per_category": per_category,
+            "categories_without_samples": sorted(set(ref_categories) - set(sample_categories))}
+
+
+def fid_scores(real: torch.Tensor, fake: torch.Tensor, args: argparse.Namespace, device: torch.device) -> dict:
+    metrics, reason = compute_fid_kid(real, fake, seed=args.seed, device=device)
+    return metrics if metrics is not None else {"skipped": reason}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Branches
+
+
+def evaluate_vae(vae: TriplaneVAE, objects: list[HeldOutObject], args: argparse.Namespace) -> tuple[dict, list]:
+    """(VAE metrics, per-object (ground-truth novel views, reconstructed views) for the picture)."""
+    device = next(vae.parameters()).device
+    records, views = [], []
+    for k, obj in enumerate(tqdm(objects, desc="vae", unit="object")):
+        start = time.perf_counter()
+        with torch.no_grad():
+            latent = vae.encode(obj.encoder_input[None].to(device)).latent(sample=False)
+            triplane = vae.decode(latent)
+        pred = render_rgb(vae, triplane, obj.novel_cameras, args.render_resolution)
+        points, mesh = mesh_surface(vae, triplane, args, seed=args.seed + k)
+        scores = score_reconstruction(pred, obj.novel_rgb, points, obj.surface, args.fscore_threshold)
+        floor = geometry_scores(obj.floor, obj.surface, args.fscore_threshold)
+        records.append({"index": obj.index, "category": obj.category, **scores, "mesh": mesh,
+                        "floor_chamfer_l1": floor["chamfer_l1"], "floor_f_score": floor["f_score"],
+                        "floor_f_curve": floor["f_curve"], "seconds": time.perf_counter() - start})
+        views.append((obj.novel_rgb, pred))
+    keys = ("psnr", "ssim", "lpips", "chamfer_l1", "chamfer_l2", "f_score", "precision", "recall",
+            "floor_chamfer_l1", "floor_f_score")
+    metrics = {**aggregate(records, keys), "views": list(args.novel_views), "resolution": args.render_resolution,
+               "mesh_level": args.mesh_level, "meshes_without_surface": sum(not r["mesh"]["surface"] for r in records),
+               "f_curve": curve_means(records, "f_curve"), "floor_f_curve": curve_means(records, "floor_f_curve"),
+               "objects": records}
+    return metrics, views
+
+
+def curve_means(records: list[dict], key: str) -> dict | None:
+    curves = [r[key] for r in records if r[key] is not None]
+    return {t: float(np.mean([c[t] for c in curves])) for t in curves[0]} if curves else None
+
+
+def generation_settings(args: argparse.Namespace, position: int) -> GenerationSettings:
+    """Settings for the samples of the `position`-th input: sample j uses seed + position·S + j, so every sample of
+    the run has its own noise (the pipeline's seed + j alone would give every prompt the same noise)."""
+    return GenerationSettings(seed=args.seed + position * args.samples_per_prompt,
+                              num_samples=args.samples_per_prompt, steps=args.steps, cfg_scale=args.cfg_scale,
+                              sampler=args.sampler, batch_size=args.samples_per_prompt,
+                              mesh_resolution=args.mesh_resolution, mesh_level=args.mesh_level)
+
+
+def resolved_settings(pipeline: Pipeline, args: argparse.Namespace) -> dict:
+    s = pipeline.resolve(generation_settings(args, 0))
+    return {"sampler": s.sampler, "steps": s.steps, "cfg_scale": s.cfg_scale}
+
+
+def train_judge(args: argparse.Namespace, device: torch.device) -> tuple[AttributeClassifier, dict]:
+    """The attribute classifier, trained on ground-truth judge-view renders of --classifier-objects objects."""
+    start = time.perf_counter()
+    indices = range(JUDGE_START_INDEX, JUDGE_START_INDEX + args.classifier_objects)
+    config = GenerationConfig(seed=args.data_seed, resolution=args.judge_resolution, view_ids=args.judge_views,
+                              device=str(device) if device.type == "cuda" else "cpu")
+    records = render_records(list(indices), config)
+    images = torch.cat([target_tensors(r, args.judge_resolution)["target_rgb"] for r in records])
+    views = len(args.judge_views)
+    categories, colours = label_ids([r.labels["category"] for r in records for _ in range(views)],
+                                    [r.labels["main_color"] for r in records for _ in range(views)])
+    judge = train_attribute_classifier(images, categories, colours, steps=args.classifier_steps, seed=args.seed,
+                                       device=device, num_categories=len(CATEGORY_NAMES),
+                                       num_colours=len(COLOR_NAMES), input_size=args.judge_resolution)
+    info = {"objects": args.classifier_objects, "first_index": JUDGE_START_INDEX, "images": len(images),
+            "views": list(args.judge_views), "resolution": args.judge_resolution, "steps": args.classifier_steps,
+            "seconds": time.perf_counter() - start}
+    return judge, info
+
+
+def judge_objects(judge: AttributeClassifier, renders: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Category and colour ids of objects from their renders (M, K, 3, r, r): probabilities averaged over views."""
+    m, k = renders.shape[:2]
+    _, _, probs = judge.predict(renders.flatten(0, 1))
+    return (probs["category"].reshape(m, k, -1).mean(1).argmax(1), probs["colour"].reshape(m, k, -1).mean(1).argmax(1))
+
+
+def accuracy_by_category(records: list[dict]) -> dict:
+    by_category = defaultdict(list)
+    for r in records:
+        by_category[r["category"]].append(r)
+    return {c: prompt_accuracy(*ids_of(by_category[c])) for c in CATEGORY_NAMES if c in by_category}
+
+
+def ids_of(records: list[dict]) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """((predicted category ids, colour ids), (prompt category ids, colour ids)) of judged records."""
+    return (label_ids([r["pred_category"] for r in records], [r["pred_colour"] for r in records]),
+            label_ids([r["category"] for r in records], [r["colour"] for r in records]))
+
+
+def evaluate_t23d(pipeline: Pipeline, judge: AttributeClassifier, objects: list[HeldOutObject],
+                  args: argparse.Namespace) -> tuple[dict, list]:
+    """(T23D metrics, per-prompt sample renders at the judge views for the picture)."""
+    vae = pipeline.models.vae
+    records, renders, surfaces = [], [], []
+    for k, obj in enumerate(tqdm(objects, desc="t23d", unit="prompt")):
+        settings = generation_settings(args, k)
+        for sample in pipeline.generate([obj.caption], [obj.caption], settings):
+            start = time.perf_counter()
+            renders.append(render_rgb(vae, sample.triplane, obj.judge_cameras, args.judge_resolution))
+            points, mesh = mesh_surface(vae, sample.triplane, args, seed=args.seed + k)
+            surfaces.append((obj.category, points))
+            records.append({"index": obj.index, "prompt": obj.caption, "category": obj.category,
+                            "colour": obj.colour, "seed": settings.seed + sample.sample_index, "mesh": mesh,
+                            "timings_s": {**sample.timings, "render_mesh_s": time.perf_counter() - start}})
+    renders = torch.stack(renders)
+    pred_cat, pred_col = judge_objects(judge, renders)
+    for r, c, col in zip(records, pred_cat.tolist(), pred_col.tolist()):
+        r["pred_category"], r["pred_colour"] = CATEGORY_NAMES[c], COLOR_NAMES[col]
+    truth = torch.stack([o.judge_rgb for o in objects])
+    gt_pred = judge_objects(judge, truth)
+    gt_target = label_ids([o.category for o in objects], [o.colour for o in objects])
+    metrics = {
+        **resolved_settings(pipeline, args),
+        "prompt_accuracy": {"generated": prompt_accuracy(*ids_of(records)),
+                            "ground_truth": prompt_accuracy(gt_pred, gt_target),
+                            "per_category": accuracy_by_category(records)},
+        "generation": generation_scores(surfaces, objects, args, pipeline.device),
+        "fid": fid_scores(truth.flatten(0, 1), renders.flatten(0, 1), args, pipeline.device),
+        "meshes_without_surface": sum(not r["mesh"]["surface"] for r in records),
+        "seconds_per_sample": mean_or_none(r["timings_s"]["sampling_s"] for r in records),
+        "samples": records,
+    }
+    return metrics, [renders[i * args.samples_per_prompt:(i + 1) * args.samples_per_prompt]
+                     for i in range(len(objects))]
+
+
+def evaluate_i23d(pipeline: Pipeline, objects: list[HeldOutObject], args: argparse.Namespace) -> tuple[dict, list]:
+    """(I23D metrics, per-input (input view, sample renders at input + novel cameras) for the picture)."""
+    vae = pipeline.models.vae
+    records, surfaces, fakes, views = [], [], [], []
+    for k, obj in enumerate(tqdm(objects, desc="i23d", unit="image")):
+        settings = generation_settings(args, k)
+        for sample in pipeline.generate([obj.condition_rgb], [f"object {obj.index}"], settings):
+            start = time.perf_counter()
+            cameras = torch.cat([obj.condition_camera[None], obj.novel_cameras])
+            rgb = render_rgb(vae, sample.triplane, cameras, args.render_resolution)
+            points, mesh = mesh_surface(vae, sample.triplane, args, seed=args.seed + k)
+            surfaces.append((obj.category, points))
+            fakes.append(rgb[1:])
+            views.append((obj, rgb))
+            input_view = image_scores(rgb[:1], obj.condition_rgb[None])
+            novel = image_scores(rgb[1:], obj.novel_rgb)
+            records.append({"index": obj.index, "category": obj.category, "seed": settings.seed + sample.sample_index,
+                            "input_psnr": input_view["psnr"], "input_ssim": input_view["ssim"],
+                            "novel_psnr": novel["psnr"], "novel_ssim": novel["ssim"], "novel_psnr_views":
+                            novel["psnr_views"], **geometry_scores(points, obj.surface, args.fscore_threshold),
+                            "mesh": mesh,
+                            "timings_s": {**sample.timings, "render_mesh_s": time.perf_counter() - start}})
+    keys = ("input_psnr", "input_ssim", "novel_psnr", "novel_ssim", "chamfer_l1", "f_score")
+    real = torch.cat([o.novel_rgb for o in objects])
+    metrics = {**resolved_settings(pipeline, args), **aggregate(records, keys),
+               "condition_view": args.condition_view, "novel_views": list(args.novel_views),
+               "resolution": args.render_resolution, "f_curve": curve_means(records, "f_curve"),
+               "generation": generation_scores(surfaces, objects, args, pipeline.device),
+               "fid": fid_scores(real, torch.cat(fakes), args, pipeline.device),
+               "meshes_without_surface": sum(not r["mesh"]["surface"] for r in records),
+               "seconds_per_sample": mean_or_none(r["timings_s"]["sampling_s"] for r in records),
+               "samples": records}
+    return metrics, views
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Targets, pictures, report
+
+
+def issue_targets(metrics: dict) -> list[dict]:
+    """The issue's quality targets next to the measured values (None where a task was not run or has no value)."""
+    s = metrics["settings"]
+    resolution, threshold = s["render_resolution"], s["fscore_threshold"]
+    targets = [
+        (f"VAE PSNR at {resolution}² (dB)", ("vae", "mean", "psnr"), ">=", 28.0),
+        ("VAE mesh Chamfer-L1 (box units)", ("vae", "mean", "chamfer_l1"), "<=", 0.01),
+        (f"VAE mesh F-score@{threshold:g}", ("vae", "mean", "f_score"), ">=", 0.9),
+        ("T23D category+colour accuracy (%)", ("t23d", "prompt_accuracy", "generated", "both"), ">=", 90.0),
+        ("T23D COV (%, mean over categories)", ("t23d", "generation", "mean", "cov"), ">=", 45.0),
+        ("T23D 1-NNA (%, mean over categories)", ("t23d", "generation", "mean", "1-nna"), "<=", 65.0),
+        ("I23D COV (%, mean over categories)", ("i23d", "generation", "mean", "cov"), ">=", 45.0),
+        ("I23D 1-NNA (%, mean over categories)", ("i23d", "generation", "mean", "1-nna"), "<=", 65.0),
+        # With few references per category, per-category COV and 1-NNA are coarse (one sample against one
+        # reference always scores COV 100 %, 1-NNA 0 %); the pooled set is the more telling number then.
+        ("T23D COV (%, pooled)", ("t23d", "generation", "all", "cov"), ">=", 45.0),
+        ("T23D 1-NNA (%, pooled)", ("t23d", "generation", "all", "1-nna"), "<=", 65.0),
+        ("I23D COV (%, pooled)", ("i23d", "generation", "all", "cov"), ">=", 45.0),
+        ("I23D 1-NNA (%, pooled)", ("i23d", "generation", "all", "1-nna"), "<=", 65.0),
+    ]
+    rows = []
+    for name, path, op, goal in targets:
+        value = metrics
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        met = None if value is None else bool(value >= goal if op == ">=" else value <= goal)
+        rows.append({"target": name, "goal": f"{op} {goal:g}", "measured": value,
+                     "met": None if met is None else ("yes" if met else "no"),
+                     "missed_by": abs(value - goal) if met is False else None})
+    return rows
+
+
+def figure(path: Path, rows: list[list[torch.Tensor]], captions: list[str]) -> Path:
+    """A picture of rows of images (3, H, W) in [-1, 1], each row captioned under its first image, tiles at
+    FIGURE_TILE², written as a 256-colour PNG (flat renders lose nothing visible, the file shrinks 3-4×)."""
+    tiles, cell_captions = [], []
+    for row, caption in zip(rows, captions):
+        for j, image in enumerate(row):
+            image = torch.nn.functional.interpolate(image[None].float(), size=(FIGURE_TILE, FIGURE_TILE),
+                                                    mode="bilinear", antialias=True, align_corners=False)[0]
+            tiles.append(image.add(1).div(2).clamp(0, 1).permute(1, 2, 0))
+            cell_captions.append(caption if j == 0 else "")
+    sheet = contact_sheet(tiles, columns=len(rows[0]), captions=cell_captions, font_size=12)
+    return write_image(path, sheet.quantize(colors=256), overwrite=True)
+
+
+def showcase(objects: list[HeldOutObject], limit: int) -> list[int]:
+    """Positions of up to `limit` objects: the first of every category, then the rest in order."""
+    first, seen = [], set()
+    for k, obj in enumerate(objects):
+        if obj.category not in seen:
+            seen.add(obj.category)
+            first.append(k)
+    rest = [k for k in range(len(objects)) if k not in first]
+    return sorted(first[:limit] + rest[:max(0, limit - len(first))])
+
+
+def vae_figure(path: Path, objects, views, limit: int) -> Path:
+    shown = showcase(objects, limit)
+    rows = [[im for pair in zip(views[k][0][:2], views[k][1][:2]) for im in pair] for k in shown]
+    captions = [f"{objects[k].category}: truth | VAE | truth | VAE" for k in shown]
+    return figure(path, rows, captions)
+
+
+def t23d_figure(path: Path, objects, renders, metrics: dict, limit: int) -> Path:
+    shown = showcase(objects, limit)
+    samples = metrics["samples"]
+    per_prompt = len(renders[0])
+    rows, captions = [], []
+    for k in shown:
+        rows.append([objects[k].judge_rgb[0], *renders[k].flatten(0, 1)])
+        judged = samples[k * per_prompt]
+        captions.append(f"\"{objects[k].caption}\", judged: {judged['pred_colour']} {judged['pred_category']}")
+    return figure(path, rows, captions)
+
+
+def i23d_figure(path: Path, objects, views, limit: int, per_input: int) -> Path:
+    shown = showcase(objects, limit)
+    rows, captions = [], []
+    for k in shown:
+        obj, rgb = views[k * per_input]
+        rows.append([obj.condition_rgb, rgb[0], *[im for pair in zip(obj.novel_rgb[:2], rgb[1:3]) for im in pair]])
+        captions.append(f"{obj.category}: input | sample | truth | sample | truth | sample")
+    return figure(path, rows, captions)
+
+
+def read_training_log(path: Path) -> dict:
+    """Steps, wall time and the loss curve (first key of LOSS_KEYS present) of a training log .jsonl."""
+    if not path.is_file():
+        raise FileNotFoundError(f"training log {path} does not exist")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    key = next((k for k in LOSS_KEYS if rows and k in rows[0]), None)
+    if key is None:
+        raise ValueError(f"training log {path} has none of the loss keys {', '.join(LOSS_KEYS)}")
+    curve = [(r["step"], r[key]) for r in rows if key in r]
+    summary = {"log": str(path), "loss_key": key, "last_step": rows[-1]["step"], "wall_s": rows[-1].get("time"),
+               "first_loss": curve[0][1], "last_loss": curve[-1][1], "min_loss": min(v for _, v in curve)}
+    if "psnr" in rows[-1]:
+        summary["first_train_psnr"], summary["last_train_psnr"] = rows[0]["psnr"], rows[-1]["psnr"]
+    return {"summary": summary, "curve": curve}
+
+
+def training_section(logs: list[Path], figures: Path, report_dir: Path) -> str:
+    parsed = {path.stem: read_training_log(path) for path in logs}
+    plot = plot_metric(figures / "training_loss.png", {name: log["curve"] for name, log in parsed.items()},
+                       title="training objective", x_label="step", y_label="loss", overwrite=True)
+    notes = ("Training objective per logged step (`loss` for the diffusion models, the VAE's `total`; the VAE's "
+             "`train_psnr` is on its training patches).")
+    rows = {name: log["summary"] for name, log in parsed.items()}
+    return markdown_section("Training logs", {"Summary": rows}, [("training objective", plot)], notes,
+                            relative_to=report_dir, formats={"wall_s": "{:.0f}"})
+
+
+def report(metrics: dict, args: argparse.Namespace) -> str:
+    """The Markdown report of `metrics` (as written to metrics.json), pictures linked relative to --report-md."""
+    report_dir = args.report_md.parent
+    figures = metrics.get("figures", {})
+    image = lambda name, caption: [(caption, figures[name])] if name in figures else []
+    s = metrics["settings"]
+    parts = [f"# Evaluation of `{metrics['checkpoint']}`\n",
+             f"Generated by `scripts/evaluate.py` ({metrics['device']}, {metrics['timings_s']['total_s'] / 60:.1f} "
+             f"min). Evaluation command:\n\n```bash\n{metrics['command']}\n```\n",
+             f"Held-out objects: {s['num_objects']} procedural objects of dataset seed {s['data_seed']}, indices "
+             f"{s['start_index']}–{s['start_index'] + s['num_objects'] - 1} (the training set is indices 0–1999 of "
+             "seed 0), balanced over the 12 categories.\n"]
+    targets = {t["target"]: {k: v for k, v in t.items() if k != "target"} for t in metrics["targets"]}
+    parts.append(markdown_section("Issue targets", {"Measured against the targets": targets}, level=2))
+    if args.notes is not None:
+        if not args.notes.is_file():
+            raise FileNotFoundError(f"--notes file {args.notes} does not exist")
+        parts.append(args.notes.read_text().strip() + "\n")
+    formats = {"psnr": "{:.2f}", "ssim": "{:.3f}", "chamfer_l1": "{:.4f}", "f_score": "{:.3f}", "cov": "{:.1f}",
+               "1-nna": "{:.1f}", "mmd": "{:.3g}", "input_psnr": "{:.2f}", "novel_psnr": "{:.2f}"}
+    if "vae" in metrics:
+        v = metrics["vae"]
+        notes = (f"Encoder views → posterior mean → triplane; rig views {v['views']} rendered at {v['resolution']}² "
+                 f"and compared with the ground truth. Mesh: marching cubes at level {v['mesh_level']:g} on raw σ "
+                 f"({s['mesh_resolution']}³ grid), {s['surface_points']} surface points per side; the `floor_*` "
+                 "columns compare two independent samplings of the true surface (the best any mesh can score). "
+                 f"Meshes without a surface at that level: {v['meshes_without_surface']}. LPIPS: "
+                 f"{metrics.get('lpips_skipped') or 'computed'}.")
+        tables = {"Mean": {"all objects": v["mean"]}, "Per category": v["per_category"]}
+        parts.append(markdown_section("VAE reconstruction", tables, image("vae", "truth | reconstruction")
+                                      + image("f_curve", "F-score against distance threshold"), notes,
+                                      relative_to=report_dir, formats=formats))
+    if "t23d" in metrics:
+        t = metrics["t23d"]
+        acc = t["prompt_accuracy"]
+        notes = (f"Sampler {t['sampler']}, {t['steps']} steps, guidance {t['cfg_scale']:g}, "
+                 f"{s['samples_per_prompt']} sample(s) per prompt, {t['seconds_per_sample']:.1f} s per sample. "
+                 f"Judge: {metrics['judge']['objects']} objects × {len(metrics['judge']['views'])} views at "
+                 f"{metrics['judge']['resolution']}², {metrics['judge']['steps']} steps; its accuracy on the held-out "
+                 "ground-truth renders is the ceiling of what it can confirm. "
+                 f"Meshes without a surface: {t['meshes_without_surface']}. FID/KID: "
+                 f"{t['fid'].get('skipped') or t['fid']}.")
+        tables = {"Prompt accuracy (%)": {"generated": acc["generated"], "ground truth (judge ceiling)":
+                                          acc["ground_truth"]},
+                  "Prompt accuracy per category (%)": acc["per_category"], **generation_tables(t["generation"])}
+        parts.append(markdown_section("Text-to-3D", tables, image("t23d", "prompt | truth | sample views"), notes,
+                                      relative_to=report_dir, formats=formats))
+    if "i23d" in metrics:
+        i = metrics["i23d"]
+        notes = (f"Input: rig view {i['condition_view']} at {i['resolution']}²; scored at the input camera and at "
+                 f"views {i['novel_views']}; geometry against the input object. Sampler {i['sampler']}, "
+                 f"{i['steps']} steps, guidance {i['cfg_scale']:g}, {i['seconds_per_sample']:.1f} s per sample. "
+                 f"Meshes without a surface: {i['meshes_without_surface']}. FID/KID: "
+                 f"{i['fid'].get('skipped') or i['fid']}.")
+        tables = {"Mean": {"all inputs": i["mean"]}, "Per category": i["per_category"],
+                  **generation_tables(i["generation"])}
+        parts.append(markdown_section("Image-to-3D", tables, image("i23d", "input | sample | truth | sample"), notes,
+                                      relative_to=report_dir, formats=formats))
+    if args.training_logs:
+        parts.append(training_section(args.training_logs, args.figures, report_dir))
+    parts.append(markdown_section("Settings and timings", {
+        "Settings": {k: {"value": str(v)} for k, v in s.items()},
+        "Timings (s)": {k: {"seconds": v} for k, v in metrics["timings_s"].items()}}, formats={"seconds": "{:.1f}"}))
+    return "\n".join(parts)
+
+
+def generation_tables(g: dict) -> dict:
+    if "skipped" in g:
+        return {f"COV / MMD / 1-NNA: skipped ({g['skipped']})": {}}
+    rows = {**g["per_category"], "mean over categories": g["mean"], "all (pooled)": g["all"]}
+    return {f"COV / MMD / 1-NNA ({g['points']} points, MMD in Chamfer-L2 units²)": rows}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Driver
+
+
+def checkpoint_tasks(ckpt: str | None) -> tuple[Path, list[str]]:
+    """(the checkpoint folder, the stages it has: 'vae' plus the generation tasks)."""
+    path = resolve_checkpoint(ckpt)
+    if not (path.is_dir() and (path / "vae").is_dir()):
+        raise CheckpointError(f"{path} is not a pipeline folder (<dir>/vae plus <dir>/t23d and/or <dir>/i23d); "
+                              "evaluate.py reads the layout scripts/export_pipeline.py writes")
+    return path, ["vae", *[t for t in TASKS if (path / t).is_dir()]]
+
+
+def pick_tasks(requested: str | None, available: list[str], path: Path) -> list[str]:
+    if requested is None:
+        return available
+    tasks = [t.strip() for t in requested.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in ("vae", *TASKS)]
+    if unknown:
+        raise ValueError(f"unknown task {unknown[0]!r} in --tasks; choose from vae, {', '.join(TASKS)}")
+    missing = [t for t in tasks if t not in available]
+    if missing:
+        raise CheckpointError(f"{path} has no {missing[0]} model; it has {', '.join(available)}")
+    return tasks
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    t_start = time.perf_counter()
+    if (args.out / METRICS_FILE).exists():
+        raise FileExistsError(f"{args.out / METRICS_FILE} exists; pass a new --out (or --report-only)")
+    if args.start_index < JUDGE_START_INDEX + args.classifier_objects and \
+            JUDGE_START_INDEX < args.start_index + args.num_objects:
+        raise ValueError(f"held-out indices overlap the classifier's objects {JUDGE_START_INDEX}.."
+                         f"{JUDGE_START_INDEX + args.classifier_objects - 1}; pick another --start-index")
+    path, available = checkpoint_tasks(args.ckpt)
+    tasks = pick_tasks(args.tasks, available, path)
+    device = pick_device(args.device)
+    vae = load_vae_folder(path / "vae", device)
+    timings = {}
+    start = time.perf_counter()
+    objects = held_out_objects(args, vae, device)
+    timings["ground_truth_s"] = time.perf_counter() - start
+    settings = {k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
+                for k, v in vars(args).items() if k not in ("argv", "out", "report_md", "figures", "notes",
+                                                             "training_logs", "report_only")}
+    metrics = {"command": shlex.join(["python", "scripts/evaluate.py", *args.argv]),
+               "checkpoint": str(args.ckpt or path), "device": str(device), "tasks": tasks, "settings": settings}
+    lpips_path = lpips_backbone_path("alex")
+    metrics["lpips_skipped"] = None if lpips_path.is_file() else f"LPIPS backbone weights not at {lpips_path}"
+    figures = {}
+    if "vae" in tasks:
+        start = time.perf_counter()
+        metrics["vae"], views = evaluate_vae(vae, objects, args)
+        figures["vae"] = vae_figure(args.figures / "vae_reconstructions.png", objects, views, args.figure_rows)
+        timings["vae_s"] = time.perf_counter() - start
+    if "t23d" in tasks:
+        start = time.perf_counter()
+        judge, metrics["judge"] = train_judge(args, device)
+        timings["judge_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        pipeline = Pipeline.from_checkpoint(path, "t23d", device)
+        metrics["t23d"], renders = evaluate_t23d(pipeline, judge, objects, args)
+        figures["t23d"] = t23d_figure(args.figures / "t23d_samples.png", objects, renders, metrics["t23d"],
+                                      args.figure_rows)
+        timings["t23d_s"] = time.perf_counter() - start
+    if "i23d" in tasks:
+        start = time.perf_counter()
+        pipeline = Pipeline.from_checkpoint(path, "i23d", device)
+        metrics["i23d"], views = evaluate_i23d(pipeline, objects, args)
+        figures["i23d"] = i23d_figure(args.figures / "i23d_samples.png", objects, views, args.figure_rows,
+                                      args.samples_per_prompt)
+        timings["i23d_s"] = time.perf_counter() - start
+    curves = {name: metrics[task][key] for name, task, key in (
+        ("VAE reconstruction", "vae", "f_curve"), ("I23D vs input object", "i23d", "f_curve"),
+        ("sampling floor", "vae", "floor_f_curve")) if task in metrics and metrics[task][key] is not None}
+    if curves:
+        figures["f_curve"] = plot_metric(
+            args.figures / "fscore_curve.png", {n: [(float(t), f) for t, f in c.items()] for n, c in curves.items()},
+            title="F-score against threshold", x_label="threshold (box units)", y_label="F-score", overwrite=True)
+    metrics["figures"] = {k: str(v) for k, v in figures.items()}
+    timings["total_s"] = time.perf_counter() - t_start
+    metrics["timings_s"] = timings
+    metrics["targets"] = issue_targets(metrics)
+    write_metrics_json(args.out / METRICS_FILE, metrics)
+    return metrics
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    def go():
+        if args.report_only:
+            path = args.out / METRICS_FILE
+            if not path.is_file():
+                raise FileNotFoundError(f"--report-only needs {path}; run the evaluation first")
+            metrics = json.loads(path.read_text())
+        else:
+            metrics = evaluate(args)
+        write_markdown(args.report_md, report(metrics, args), overwrite=True)
+        for t in metrics["targets"]:
+            if t["measured"] is not None:
+                verdict = "met" if t["met"] == "yes" else f"missed by {format_value(t['missed_by'])}"
+                print(f"{t['target']}: {format_value(t['measured'])} (target {t['goal']}, {verdict})")
+        print(f"evaluate.py: metrics → {args.out / METRICS_FILE}, report → {args.report_md}")
+
+    return main_guard(go)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
