@@ -14,22 +14,18 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from datasets.collate import collate_samples
-from datasets.errors import BadSampleError
+from datasets.errors import BadSampleError, SkippingDataset
 from datasets.stores.codecs import decode_image, encode_png
 
 __all__ = ["LatentDataset", "LatentDatasetConfig", "LatentStoreWriter", "collate_samples"]
-
-logger = logging.getLogger("ln3diff.datasets")
 
 META_FILE = "meta.json"
 
@@ -106,26 +102,26 @@ class LatentDatasetConfig:
     skip_bad: bool = False
 
 
-class LatentDataset(Dataset):
+class LatentDataset(SkippingDataset):
     """Samples dict(latent (12, 32, 32), caption, cond_image (3, H, W) in [-1, 1], cond_camera (25,), labels,
     object_id). Objects without condition images yield no cond_image/cond_camera keys."""
 
+    sample_name = "latent sample"
+    store_name = "latent store"
+
     def __init__(self, root: str | os.PathLike, config: LatentDatasetConfig | None = None):
+        super().__init__()
         self.root = Path(root)
+        self.location = str(self.root)
         self.config = config or LatentDatasetConfig()
         if not self.root.is_dir():
             raise FileNotFoundError(f"latent store {self.root} does not exist")
         self.objects = sorted(p.parent for p in self.root.rglob(META_FILE))
         if not self.objects:
             raise FileNotFoundError(f"no */{META_FILE} under {self.root}: not a latent store")
-        self.epoch = 0
-        self.skipped = 0
 
     def __len__(self) -> int:
         return len(self.objects)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
 
     def _load_npy(self, path: Path) -> np.ndarray:
         if not path.exists():
@@ -165,17 +161,4 @@ class LatentDataset(Dataset):
             sample["cond_image"] = torch.from_numpy(image[..., :3].copy()).permute(2, 0, 1).float() / 127.5 - 1.0
             sample["cond_camera"] = torch.from_numpy(cameras[view])
         return sample
-
-    def __getitem__(self, index: int) -> dict:
-        if not self.config.skip_bad:
-            return self._sample(index)
-        for offset in range(len(self)):
-            candidate = (index + offset) % len(self)
-            try:
-                return self._sample(candidate)
-            except BadSampleError as error:
-                self.skipped += 1
-                logger.warning("skipping bad latent sample %d (%d skipped in this process): %s", candidate,
-                               self.skipped, error)
-        raise BadSampleError(str(self.root), "every sample of the latent store is unreadable")
 

@@ -18,24 +18,20 @@ release does), and not at all when the resolutions agree.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from datasets.collate import collate_samples
-from datasets.errors import BadSampleError
+from datasets.errors import SkippingDataset
 from datasets.record import ObjectRecord, foreground_bbox
 from datasets.rig import ENCODER_VIEWS
 from datasets.stores.base import ObjectStore
 from nsr.cameras import plucker_image
 
 __all__ = ["MultiViewConfig", "MultiViewDataset", "collate_samples", "encoder_input", "target_tensors"]
-
-logger = logging.getLogger("ln3diff.datasets")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -96,20 +92,17 @@ def target_tensors(record: ObjectRecord, resolution: int) -> dict[str, torch.Ten
     }
 
 
-class MultiViewDataset(Dataset):
+class MultiViewDataset(SkippingDataset):
     """Stage-1 samples from an `ObjectStore` (see the module docstring for the sample layout)."""
 
     def __init__(self, store: ObjectStore, config: MultiViewConfig | None = None):
+        super().__init__()
         self.store = store
         self.config = config or MultiViewConfig()
-        self.epoch = 0
-        self.skipped = 0
+        self.location = store.location
 
     def __len__(self) -> int:
         return len(self.store)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
 
     def _choose_views(self, available: np.ndarray, rng: np.random.Generator) -> list[int]:
         cfg = self.config
@@ -142,16 +135,4 @@ class MultiViewDataset(Dataset):
         sample.update(caption=record.caption, category=record.category, object_id=record.object_id)
         return sample
 
-    def __getitem__(self, index: int) -> dict:
-        if not self.config.skip_bad:
-            return self._sample(index)
-        for offset in range(len(self)):
-            candidate = (index + offset) % len(self)
-            try:
-                return self._sample(candidate)
-            except BadSampleError as error:
-                self.skipped += 1
-                logger.warning("skipping bad sample %d (%d skipped in this process): %s", candidate, self.skipped,
-                               error)
-        raise BadSampleError(self.store.location, "every sample of the store is unreadable")
 

@@ -50,10 +50,9 @@ class Process(str, Enum):
 
 
 @dataclass
-class T23DConfig:
-    """`T23DDiT` keywords. Defaults: the release DiT-L/2 on the (12, 32, 32) latent with CLIP-L text tokens."""
+class _TriLatentDiTConfig:
+    """The keywords both tri-latent DiTs take. Defaults: DiT-L/2 on the release (12, 32, 32) latent."""
 
-    arch: ClassVar[DenoiserArch] = DenoiserArch.DIT_T23D
     depth: int = 24
     hidden_size: int = 1024
     num_heads: int = 16
@@ -62,35 +61,30 @@ class T23DConfig:
     latent_channels: int = 4
     latent_size: int = 32
     planes: int = 3
-    context_dim: int = 768  # text-token width
 
     @classmethod
-    def from_size(cls, size: str, **overrides) -> T23DConfig:
+    def from_size(cls, size: str, **overrides):
         """A named DiT size ("S", "B", "L", "XL") plus overrides."""
         return cls(**{**dataclasses.asdict(DIT_SIZES[size]), **overrides})
 
 
 @dataclass
-class I23DConfig:
+class T23DConfig(_TriLatentDiTConfig):
+    """`T23DDiT` keywords. Defaults: the release DiT-L/2 on the (12, 32, 32) latent with CLIP-L text tokens."""
+
+    arch: ClassVar[DenoiserArch] = DenoiserArch.DIT_T23D
+    context_dim: int = 768  # text-token width
+
+
+@dataclass
+class I23DConfig(_TriLatentDiTConfig):
     """`I23DDiT` keywords. Defaults: the release DiT-PixArt-L/2 with CLIP ViT-L/14 + DINOv2-L tokens."""
 
     arch: ClassVar[DenoiserArch] = DenoiserArch.DIT_I23D
-    depth: int = 24
-    hidden_size: int = 1024
-    num_heads: int = 16
-    patch_size: int = 2
-    mlp_ratio: float = 4.0
-    latent_channels: int = 4
-    latent_size: int = 32
-    planes: int = 3
     clip_dim: int = 1024  # CLIP patch-token width (first channels of crossattn)
     dino_dim: int = 1024  # DINOv2 patch-token width (the remaining channels)
     pooled_dim: int = 768  # pooled CLIP vector
     keep_released_unused: bool = False  # hold the released never-read tensors (release preset only)
-
-    @classmethod
-    def from_size(cls, size: str, **overrides) -> I23DConfig:
-        return cls(**{**dataclasses.asdict(DIT_SIZES[size]), **overrides})
 
 
 @dataclass

@@ -120,9 +120,9 @@ TRAIN_PRESETS: dict[str, dict] = {
     "t23d-b": dict(task="t23d", conditioner="clip-text", lr=1e-4, batch_size=20),  # objaverse-dit.sh
     # the embedded model: tiny offline conditioners, so everything ships within 24 MiB (docs/TRAINING.md)
     "t23d-small": dict(task="t23d", conditioner="offline-text", conditioner_preset="tiny", lr=3e-4, batch_size=64,
-                       ema_decay=0.999, save_every=500, log_every=50),
+                       ema_decay=0.999, save_every=500, keep_last=2, log_every=50),
     "i23d-small": dict(task="i23d", conditioner="offline-image", conditioner_preset="tiny", lr=3e-4, batch_size=64,
-                       ema_decay=0.999, save_every=500, log_every=50),
+                       ema_decay=0.999, save_every=500, keep_last=2, log_every=50),
     # CPU smoke / overfit runs: few steps, so a short EMA and frequent logs
     "t23d-tiny": dict(task="t23d", conditioner="offline-text", conditioner_preset="tiny", lr=1e-3, batch_size=8,
                       ema_decay=0.999, save_every=500, log_every=10, workers=0),

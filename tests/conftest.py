@@ -132,3 +132,22 @@ def tiny_mesh_level(tiny_pipeline_dir) -> float:
         triplane = vae.decode(latent)
         sigma = density_grid(lambda p: {"sigma": vae.query(triplane, p[None])["sigma"][0]}, 16, (-0.45, 0.45))
     return round(float(np.median(sigma)), 4)
+
+
+@pytest.fixture
+def make_hub_cache():
+    """`make(cache, filename, payload) -> path`: lay out a file the way huggingface_hub caches a download of the
+    released repo (refs/main + snapshots/<commit>/<filename>)."""
+    from checkpoints.hub import RELEASED_REPO
+
+    def make(cache: Path, filename: str, payload: bytes = b"weights") -> Path:
+        repo_dir = cache / ("models--" + RELEASED_REPO.replace("/", "--"))
+        commit = "0123456789abcdef0123456789abcdef01234567"
+        (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
+        (repo_dir / "refs" / "main").write_text(commit)
+        target = repo_dir / "snapshots" / commit / filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(payload)
+        return target
+
+    return make

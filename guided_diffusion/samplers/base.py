@@ -1,10 +1,13 @@
-"""The fixed-grid sampler loop all samplers share (dopri5 overrides `run`, its grid is only for output)."""
+"""The fixed-grid sampler loop all samplers share (dopri5 overrides `run`, its grid is only for output), and the
+σ grid of the DDPM samplers."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import torch
+
+from guided_diffusion.ddpm import DDPM
 
 # (x (B, ...), time (B,)) -> guided prediction: D for DDPM samplers (time = σ), velocity for flow (time = t).
 Guided = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -32,6 +35,19 @@ class FixedStepSampler(ABC):
             if callback is not None:
                 callback(i + 1, x)
         return x
+
+
+class SigmaGridSampler(FixedStepSampler):
+    """A DDPM sampler on the σ-space state. `sigmas` `(num_steps + 1,)`: the table σ at `timesteps` (descending DDPM
+    indices), then 0. init: x_T ~ N(0, I) in VP space, i.e. noise·√(1 + σ₀²)."""
+
+    def __init__(self, process: DDPM, timesteps: torch.Tensor):
+        self.num_steps = len(timesteps)
+        self.timesteps = timesteps
+        self.sigmas = torch.cat([process.sigmas[timesteps], torch.zeros(1)])
+
+    def init(self, noise: torch.Tensor) -> torch.Tensor:
+        return noise * torch.sqrt(1.0 + self.sigmas[0] ** 2).to(noise.device)
 
 
 def batch_time(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from guided_diffusion.ddpm import DDPM
-from guided_diffusion.samplers.base import FixedStepSampler, Guided, batch_time
+from guided_diffusion.samplers.base import Guided, SigmaGridSampler, batch_time
 
 
 def ddim_timesteps(num_timesteps: int, num_steps: int) -> torch.Tensor:
@@ -20,17 +20,12 @@ def ddim_timesteps(num_timesteps: int, num_steps: int) -> torch.Tensor:
     raise ValueError(f"no integer stride gives {num_steps} DDIM steps out of {num_timesteps}")
 
 
-class DDIM(FixedStepSampler):
+class DDIM(SigmaGridSampler):
     """init: x_T ~ N(0, I) in VP space, i.e. noise·√(1 + σ₀²) in σ-space; the final step returns D at t = 0."""
 
     def __init__(self, process: DDPM, num_steps: int = 250, eta: float = 0.0):
-        self.num_steps = num_steps
+        super().__init__(process, ddim_timesteps(process.num_timesteps, num_steps).flip(0))
         self.eta = eta
-        self.timesteps = ddim_timesteps(process.num_timesteps, num_steps).flip(0)
-        self.sigmas = torch.cat([process.sigmas[self.timesteps], torch.zeros(1)])
-
-    def init(self, noise: torch.Tensor) -> torch.Tensor:
-        return noise * torch.sqrt(1.0 + self.sigmas[0] ** 2).to(noise.device)
 
     def step(self, fn: Guided, i: int, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         sigma, sigma_next = self.sigmas[i].to(x.device), self.sigmas[i + 1].to(x.device)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from guided_diffusion.ddpm import DDPM
-from guided_diffusion.samplers.base import FixedStepSampler, Guided, batch_time
+from guided_diffusion.samplers.base import Guided, SigmaGridSampler, batch_time
 
 
 def log_sigma_timesteps(sigmas: torch.Tensor, num_steps: int) -> torch.Tensor:
@@ -22,16 +22,14 @@ def log_sigma_timesteps(sigmas: torch.Tensor, num_steps: int) -> torch.Tensor:
     return indices
 
 
-class DPMSolverPP2M(FixedStepSampler):
+class DPMSolverPP2M(SigmaGridSampler):
     def __init__(self, process: DDPM, num_steps: int = 20):
-        self.num_steps = num_steps
-        self.timesteps = log_sigma_timesteps(process.sigmas, num_steps)
-        self.sigmas = torch.cat([process.sigmas[self.timesteps], torch.zeros(1)])
+        super().__init__(process, log_sigma_timesteps(process.sigmas, num_steps))
         self._previous: torch.Tensor | None = None
 
     def init(self, noise: torch.Tensor) -> torch.Tensor:
         self._previous = None
-        return noise * torch.sqrt(1.0 + self.sigmas[0] ** 2).to(noise.device)
+        return super().init(noise)
 
     def step(self, fn: Guided, i: int, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         sigma, sigma_next = self.sigmas[i].to(x.device), self.sigmas[i + 1].to(x.device)

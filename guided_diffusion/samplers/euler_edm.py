@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from guided_diffusion.ddpm import DDPM
-from guided_diffusion.samplers.base import FixedStepSampler, Guided, batch_time
+from guided_diffusion.samplers.base import Guided, SigmaGridSampler, batch_time
 
 
 def released_timesteps(num_timesteps: int, num_steps: int) -> torch.Tensor:
@@ -15,7 +15,7 @@ def released_timesteps(num_timesteps: int, num_steps: int) -> torch.Tensor:
     return points.floor().long().flip(0)
 
 
-class EulerEDM(FixedStepSampler):
+class EulerEDM(SigmaGridSampler):
     """σ grid `sigmas` `(num_steps + 1,)`: the table σ at `released_timesteps`, descending, then 0.
 
     init: x = noise·√(1 + σ₀²); step: d = (x − D(x, σ_i))/σ_i, x ← x + d·(σ_{i+1} − σ_i). The last step lands
@@ -23,12 +23,7 @@ class EulerEDM(FixedStepSampler):
     """
 
     def __init__(self, process: DDPM, num_steps: int = 250):
-        self.num_steps = num_steps
-        self.timesteps = released_timesteps(process.num_timesteps, num_steps).flip(0)
-        self.sigmas = torch.cat([process.sigmas[self.timesteps], torch.zeros(1)])
-
-    def init(self, noise: torch.Tensor) -> torch.Tensor:
-        return noise * torch.sqrt(1.0 + self.sigmas[0] ** 2).to(noise.device)
+        super().__init__(process, released_timesteps(process.num_timesteps, num_steps).flip(0))
 
     def step(self, fn: Guided, i: int, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         sigma, sigma_next = self.sigmas[i].to(x.device), self.sigmas[i + 1].to(x.device)

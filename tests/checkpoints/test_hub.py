@@ -1,21 +1,7 @@
 """Checkpoint resolution: local paths, the local Hugging Face cache, and the offline error."""
-from pathlib import Path
-
 import pytest
 
-from checkpoints.hub import RELEASED_FILES, RELEASED_REPO, CheckpointNotFoundError, resolve_checkpoint
-
-
-def make_fake_hub_cache(cache: Path, filename: str, payload: bytes = b"weights") -> Path:
-    """Lay out `cache` the way huggingface_hub stores a downloaded file (refs + snapshots)."""
-    repo_dir = cache / ("models--" + RELEASED_REPO.replace("/", "--"))
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    (repo_dir / "refs").mkdir(parents=True)
-    (repo_dir / "refs" / "main").write_text(commit)
-    target = repo_dir / "snapshots" / commit / filename
-    target.parent.mkdir(parents=True)
-    target.write_bytes(payload)
-    return target
+from checkpoints.hub import RELEASED_FILES, CheckpointNotFoundError, resolve_checkpoint
 
 
 def test_local_path_is_returned_unchanged(tmp_path):
@@ -24,9 +10,9 @@ def test_local_path_is_returned_unchanged(tmp_path):
     assert resolve_checkpoint(f) == f
 
 
-def test_released_alias_found_in_local_cache(tmp_path, monkeypatch):
+def test_released_alias_found_in_local_cache(tmp_path, monkeypatch, make_hub_cache):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    target = make_fake_hub_cache(tmp_path, RELEASED_FILES["released-t23d"])
+    target = make_hub_cache(tmp_path, RELEASED_FILES["released-t23d"])
     assert resolve_checkpoint("released-t23d", cache_dir=tmp_path) == target
     # the hub path itself works as well as the alias
     assert resolve_checkpoint(RELEASED_FILES["released-t23d"], cache_dir=tmp_path) == target
