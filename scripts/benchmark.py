@@ -61,7 +61,8 @@ from nsr.vae import TriplaneVAE
 from utils.checkpoint import atomic_write_json
 from utils.training import autocast, build_adamw, clip_gradients
 
-STAGES = ("vae-decode", "render", "mesh", "t23d", "i23d", "train-dit", "train-vae")
+# The order of `--stages all`: the quick stages first, so that a time budget cuts the long generation sweeps last.
+STAGES = ("vae-decode", "render", "mesh", "train-dit", "train-vae", "t23d", "i23d")
 PRESET_SIZES = ("release", "small", "tiny")
 VARIANTS = ("reduce-overhead", "cudagraphs")
 # Sampler groups per diffusion process: the released samplers and the fast ones, with their step counts.
@@ -96,6 +97,15 @@ def sync(device: torch.device) -> None:
 
 def median(values: list[float]) -> float:
     return float(statistics.median(values))
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Per-key medians of the measured runs: counts stay integers (the lower median), times are rounded."""
+    out = {}
+    for key, value in runs[0].items():
+        values = [r[key] for r in runs]
+        out[key] = statistics.median_low(values) if isinstance(value, int) else round(median(values), 5)
+    return out
 
 
 def autocast_for(device: torch.device, dtype: str):
@@ -368,12 +378,12 @@ class Models:
 class CUDAGraphForward:
     """The eager forward captured in CUDA graphs, one per input signature (shapes and dtypes of x, t and every
     context tensor): a step is then one graph launch instead of thousands of kernel launches. Inputs are copied into
-    the graph's static tensors; the output is cloned because the next replay overwrites it."""
+    the graph's static tensors; the output is cloned because the next replay overwrites it. Each graph has its own
+    memory pool, so graphs of different shapes can be replayed in any order."""
 
     def __init__(self, module: nn.Module):
         self.module = module
         self.graphs: dict[tuple, tuple] = {}
-        self.pool = None
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, context: dict) -> torch.Tensor:
         key = tuple((k, tuple(v.shape), v.dtype) for k, v in [("x", x), ("t", t), *sorted(context.items())])
@@ -400,36 +410,42 @@ class CUDAGraphForward:
                     self.module(*static)
             torch.cuda.current_stream().wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self.pool):
+            with torch.cuda.graph(graph):
                 out = self.module(*static)
-        self.pool = graph.pool()
         return graph, static, out
 
 
 class CompiledForward:
-    """`torch.compile(mode="reduce-overhead")`: Inductor kernels replayed from CUDA graphs. Each call starts a new
-    cudagraph step and clones the output, which the next replay overwrites."""
+    """`torch.compile(mode="reduce-overhead")`: Inductor kernels replayed from CUDA graphs. The batch dimension is
+    marked dynamic, so batch sizes 1 and 4 share one compilation (a release-size DiT takes on the order of a
+    minute to compile) and differ only in their recorded graphs. Each call starts a new cudagraph step and clones
+    the output, which the next replay overwrites."""
 
     def __init__(self, module: nn.Module):
-        self.compiled = torch.compile(module, mode="reduce-overhead", dynamic=False)
+        self.compiled = torch.compile(module, mode="reduce-overhead")
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, context: dict) -> torch.Tensor:
+        for tensor in (x, t, *context.values()):
+            torch._dynamo.maybe_mark_dynamic(tensor, 0)
         torch.compiler.cudagraph_mark_step_begin()
         return self.compiled(x, t, context).clone()
 
 
 class GuardedForward:
-    """An optimised forward that falls back to eager for good on its first failure, recording why. Compilation and
-    graph capture fail in many ways (unsupported ops, toolchain, capture-illegal syncs), all raised at the first
-    call of a new shape, so any exception there is caught."""
+    """An optimised forward, built on first use by `build`, that falls back to eager for good on its first failure,
+    recording why. Compilation and graph capture fail in many ways (missing toolchain, unsupported ops,
+    capture-illegal syncs), raised when building or at the first call of a new shape, so any exception is caught."""
 
-    def __init__(self, optimised: Callable, eager: Callable):
-        self.optimised, self.eager = optimised, eager
+    def __init__(self, build: Callable[[], Callable], eager: Callable):
+        self.build, self.eager = build, eager
+        self.optimised: Callable | None = None
         self.fallback: str | None = None
 
     def __call__(self, *args):
         if self.fallback is None:
             try:
+                if self.optimised is None:
+                    self.optimised = self.build()
                 return self.optimised(*args)
             except Exception as err:  # any failure: see the class docstring
                 self.fallback = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:300]}"
@@ -591,8 +607,8 @@ class Bench:
             if variant == "eager":
                 self.forwards[key] = denoiser
             else:
-                optimised = CompiledForward(denoiser) if variant == "reduce-overhead" else CUDAGraphForward(denoiser)
-                self.forwards[key] = GuardedForward(optimised, denoiser)
+                kind = CompiledForward if variant == "reduce-overhead" else CUDAGraphForward
+                self.forwards[key] = GuardedForward(functools.partial(kind, denoiser), denoiser)
         return self.forwards[key]
 
     def samplers(self, models: LoadedModels) -> list[tuple[str, int | None]]:
@@ -664,30 +680,32 @@ class Bench:
             triplanes = pipeline.decode(latents)
             sync(self.device)
             t2 = time.perf_counter()
-            mesh_s = glb_s = 0.0
+            parts = {"mesh_s": 0.0, "mesh_density_s": 0.0, "mesh_marching_cubes_s": 0.0, "mesh_color_s": 0.0,
+                     "glb_write_s": 0.0}
             faces, empty = [], 0
             for i in range(batch):
                 ta = time.perf_counter()
                 try:
                     mesh = self.mesh(models.vae, triplanes[i:i + 1], settings.mesh_chunk)
                 except EmptyMeshError:
-                    mesh_s += time.perf_counter() - ta
+                    parts["mesh_s"] += time.perf_counter() - ta
                     empty += 1
                     continue
                 tb = time.perf_counter()
                 save_mesh(mesh, self.workdir / f"{task}-{i}.glb", overwrite=True)
-                glb_s += time.perf_counter() - tb
-                mesh_s += tb - ta
+                parts["glb_write_s"] += time.perf_counter() - tb
+                parts["mesh_s"] += tb - ta
+                for key in ("density", "marching_cubes", "color"):
+                    parts[f"mesh_{key}_s"] += mesh.stats.timings[f"{key}_s"]
                 faces.append(mesh.stats.faces)
             total = time.perf_counter() - t0
             return {"conditioning_s": conditioner.seconds, "sampling_s": t1 - t0 - conditioner.seconds,
-                    "decode_s": t2 - t1, "mesh_s": mesh_s, "glb_write_s": glb_s, "total_s": total,
-                    "per_object_s": total / batch, "denoiser_calls": probe.calls,
-                    "network_evaluations_per_object": probe.rows / batch,
-                    "mesh_faces": median(faces) if faces else 0, "empty_meshes": empty}
+                    "decode_s": t2 - t1, **parts, "total_s": total, "per_object_s": total / batch,
+                    "denoiser_calls": probe.calls, "network_evaluations_per_object": probe.rows // batch,
+                    "mesh_faces": statistics.median_low(faces) if faces else 0, "empty_meshes": empty}
 
         runs, info = self.measure(once)
-        metrics = {k: round(median([r[k] for r in runs]), 5) for k in runs[0]}
+        metrics = summarise(runs)
         metrics["per_object_s_runs"] = [round(r["per_object_s"], 4) for r in runs]
         metrics["denoiser_calls_runs"] = [r["denoiser_calls"] for r in runs]
         if syncs and syncs[0] is not None:
@@ -774,12 +792,12 @@ class Bench:
                     mesh = self.mesh(vae, triplane, chunk)
                     t1 = time.perf_counter()
                     path = save_mesh(mesh, self.workdir / "mesh.glb", overwrite=True)
-                    return {**{k: v for k, v in mesh.stats.timings.items()}, "extract_s": t1 - t0,
+                    return {**mesh.stats.timings, "extract_s": t1 - t0,
                             "glb_write_s": time.perf_counter() - t1, "faces": mesh.stats.faces,
                             "vertices": mesh.stats.vertices, "glb_mib": path.stat().st_size / 2**20}
 
                 runs, info = self.measure(once)
-                metrics = {k: round(median([r[k] for r in runs]), 5) for k in runs[0]}
+                metrics = summarise(runs)
                 return {**metrics, **info}, metrics["extract_s"] + metrics["glb_write_s"]
 
             self.run_config("mesh", f"mesh {res}^3 chunk {chunk}", config, body)
