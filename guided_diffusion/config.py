@@ -220,7 +220,8 @@ PRESETS: dict[str, Callable[[], Stage2Config]] = {
     # both denoisers + conditioners ship in git within 24 MiB at fp16. Samplers default to the fast ones.
     "t23d-small": lambda: Stage2Config(
         "t23d-small", T23DConfig(depth=5, hidden_size=160, num_heads=4, context_dim=128),
-        _t23d_diffusion(sampler=Sampler.DPM_SOLVER_PP, num_steps=25, latent_divider=1.0)),
+        # guidance 3, not the release's 6.5: on the embedded model 6.5 drives latents to 3× their std (docs/RESULTS.md)
+        _t23d_diffusion(sampler=Sampler.DPM_SOLVER_PP, num_steps=25, guidance_scale=3.0, latent_divider=1.0)),
     "i23d-small": lambda: Stage2Config(
         "i23d-small",
         I23DConfig(depth=5, hidden_size=128, num_heads=4, clip_dim=64, dino_dim=64, pooled_dim=128),

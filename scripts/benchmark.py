@@ -29,6 +29,7 @@ import math
 import os
 import platform
 import shlex
+import signal
 import statistics
 import sys
 import tempfile
@@ -84,6 +85,9 @@ PROMPTS = ("a red chair with a blue seat", "a tall green table", "a small yellow
 # fields' σ within about ±1, the surface is a sphere of radius 0.3 with bumps of about ±0.02.
 PRIOR_RADIUS, PRIOR_SLOPE = 0.3, 50.0
 GIB = 2.0**30
+# Budget a first torch.compile of a release-size denoiser needs (on the order of a minute, plus its runs): with less
+# left, the configuration is skipped rather than started, so the run ends near its budget.
+COMPILE_RESERVE_S = 150.0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -117,7 +121,7 @@ def autocast_for(device: torch.device, dtype: str):
 
 
 class Memory:
-    """Peak allocated GPU memory since `reset`, and what was resident at the reset (None on a CPU)."""
+    """Peak allocated GPU memory since `reset`, and what was resident at the reset (nothing on a CPU)."""
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -147,6 +151,9 @@ class Budget:
     def spent(self) -> bool:
         return self.seconds > 0 and self.elapsed() >= self.seconds
 
+    def left(self) -> float:
+        return self.seconds - self.elapsed() if self.seconds > 0 else math.inf
+
     def reason(self) -> str:
         return f"time budget of {self.seconds:g} s spent ({self.elapsed():.0f} s elapsed)"
 
@@ -169,19 +176,26 @@ class Report:
         self.save()
 
     def add(self, stage: str, name: str, config: dict, status: str, metrics: dict | None = None,
-            headline: float | None = None, reason: str | None = None) -> dict:
+            headline: float | None = None, reason: str | None = None) -> None:
         entry = {"stage": stage, "name": name, "config": config, "status": status, "reason": reason,
                  "metrics": metrics or {}, "headline_s": headline, "at_s": round(self.budget.elapsed(), 2)}
         self.data["results"].append(entry)
         self.save()
         line = f"{name}: {status}" + (f" {headline:.4g} s" if headline is not None else "")
         print(line + (f" ({reason})" if reason else ""), flush=True)
-        return entry
+
+
+def effective_dtype(args: argparse.Namespace, device: torch.device) -> str:
+    """What actually runs: the pipeline never autocasts on a CPU, and CPU training stays fp32."""
+    return args.dtype if device.type == "cuda" else "fp32"
 
 
 def machine_meta(args: argparse.Namespace, argv: list[str], device: torch.device) -> dict:
+    gpu = {}
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
+        gpu = {"gpu_memory_gib": round(torch.cuda.get_device_properties(device).total_memory / GIB, 1),
+               "tf32_matmul": torch.backends.cuda.matmul.allow_tf32}
     else:
         name = f"{os.cpu_count()}-core CPU ({platform.machine()})"
     return {
@@ -193,8 +207,8 @@ def machine_meta(args: argparse.Namespace, argv: list[str], device: torch.device
         "cuda": torch.version.cuda,
         "python": platform.python_version(),
         "torch_threads": torch.get_num_threads(),
-        # what actually runs: the pipeline never autocasts on a CPU
-        "dtype": args.dtype if device.type == "cuda" else "fp32",
+        **gpu,
+        "dtype": effective_dtype(args, device),
         "preset_size": args.preset_size,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     }
@@ -284,6 +298,30 @@ class RandomCLIPDinoImage(CLIPDinoImageConditioner):
         self.freeze()
 
 
+class RandomContextConditioner(Conditioner):
+    """Random context of the released conditioner's shapes, the stand-in when its architecture cannot be built
+    (a library missing on the machine): the denoiser is then timed all the same, with conditioning left out."""
+
+    name = "random-context"
+    trainable = False
+
+    def __init__(self, task: str, device: torch.device):
+        dims = (77, 768, 768) if task == "t23d" else (256, 2048, 768)
+        super().__init__(context_dim=dims[1], vector_dim=dims[2], num_tokens=dims[0])
+        self.target = device
+
+    def forward(self, inputs) -> dict[str, torch.Tensor]:
+        batch = len(inputs)
+        return {"crossattn": torch.randn(batch, self.num_tokens, self.context_dim, device=self.target),
+                "vector": torch.randn(batch, self.vector_dim, device=self.target)}
+
+    def null_condition(self, batch_size: int, device=None) -> dict[str, torch.Tensor]:
+        return super().null_condition(batch_size, self.target if device is None else device)
+
+    def config(self) -> dict:
+        return {}
+
+
 def stage2_config(size: str, task: str):
     name, widths = STAGE2_PRESETS[size][task]
     stage2 = preset(name)
@@ -293,9 +331,14 @@ def stage2_config(size: str, task: str):
 
 def build_conditioner_for(size: str, task: str, device: torch.device) -> Conditioner:
     if size == "release":
-        # built on the device: the libraries' own init then runs there, and their integer buffers stay valid
-        with torch.device(device):
-            conditioner = RandomCLIPText() if task == "t23d" else RandomCLIPDinoImage()
+        try:
+            # built on the device: the libraries' own init then runs there, and their integer buffers stay valid
+            with torch.device(device):
+                conditioner = RandomCLIPText() if task == "t23d" else RandomCLIPDinoImage()
+        except Exception as err:  # any failure to build a third-party architecture: time the rest without it
+            print(f"warning: {task} conditioner architecture not built ({type(err).__name__}: {err}); using random "
+                  f"context tensors", file=sys.stderr)
+            return RandomContextConditioner(task, device)
     else:
         conditioner = build_conditioner("offline-text" if task == "t23d" else "offline-image", preset="tiny")
     return conditioner.to(device).eval()
@@ -537,7 +580,9 @@ class Bench:
         self.memory = Memory(device)
         self.settings = GenerationSettings(mesh_resolution=args.mesh_resolution, mesh_chunk=args.mesh_chunks[0])
         self.forwards: dict[tuple[str, str], Callable] = {}
-        self.workdir = Path(tempfile.mkdtemp(prefix="ln3diff-bench-"))
+        self.eager_latents: dict[tuple, torch.Tensor] = {}  # what each optimised variant is compared with
+        self.scratch = tempfile.TemporaryDirectory(prefix="ln3diff-bench-")  # the GLBs written while timing
+        self.workdir = Path(self.scratch.name)
         self._latent: torch.Tensor | None = None
 
     # -- shared helpers -----------------------------------------------------------------------------------------
@@ -653,6 +698,11 @@ class Bench:
                     if variant == "cudagraphs" and self.device.type != "cuda":
                         self.report.add(task, name, config, "skipped", reason="CUDA graphs need a CUDA device")
                         continue
+                    compiles = variant == "reduce-overhead" and (task, variant) not in self.forwards
+                    if compiles and self.budget.left() < COMPILE_RESERVE_S:
+                        self.report.add(task, name, config, "skipped", reason=(
+                            f"{self.budget.left():.0f} s of the time budget left, too little to compile"))
+                        continue
                     self.run_config(task, name, config,
                                     functools.partial(self._generation, task, models, inputs, settings, variant))
 
@@ -664,6 +714,7 @@ class Bench:
         pipeline = Pipeline(dataclasses.replace(models, denoiser=probe, conditioner=conditioner), self.device)
         batch = len(inputs)
         syncs: list[int | None] = []
+        last: dict[str, torch.Tensor] = {}
 
         def once() -> dict:
             probe.calls = probe.rows = 0
@@ -675,6 +726,7 @@ class Bench:
                 syncs.append(count)
             else:
                 latents = pipeline.sample_latents(inputs, settings)
+            last["latents"] = latents
             sync(self.device)
             t1 = time.perf_counter()
             triplanes = pipeline.decode(latents)
@@ -712,6 +764,14 @@ class Bench:
             metrics["host_syncs_per_sampling_run"] = syncs[0]
         if isinstance(forward, GuardedForward) and forward.fallback:
             metrics["fallback_to_eager"] = forward.fallback
+        # same seeds, so an optimised variant should reproduce eager's latents up to its arithmetic differences
+        latents = last["latents"].float().cpu()
+        key = (task, settings.sampler, settings.steps, batch)
+        if variant == "eager":
+            self.eager_latents[key] = latents
+        elif key in self.eager_latents:
+            reference = self.eager_latents[key]
+            metrics["latent_rel_diff_vs_eager"] = round(float((latents - reference).norm() / reference.norm()), 6)
         return {**metrics, **info}, metrics["per_object_s"]
 
     # -- VAE decode, rendering, mesh ----------------------------------------------------------------------------
@@ -812,8 +872,8 @@ class Bench:
             sync(self.device)
             return time.perf_counter() - t0
 
-        # two warm-up steps at least: the first allocates the optimiser state
-        runs, info = self.measure(once, warmup=max(2, self.args.warmup), repeats=self.args.train_steps)
+        # one warm-up step at least: the first step allocates the optimiser state
+        runs, info = self.measure(once, warmup=max(1, self.args.warmup), repeats=self.args.train_steps)
         seconds = median(runs)
         return {"step_s": round(seconds, 5), "samples_per_s": round(batch / seconds, 3), "batch_size": batch,
                 "steps": info.pop("repeats"), **info}, seconds
@@ -825,7 +885,7 @@ class Bench:
         batch = self.args.train_batch_dit or TRAIN_BATCH[size]["dit"]
         for task in ("t23d", "i23d"):
             stage2 = stage2_config(size, task)
-            config = {"preset": stage2.name, "batch_size": batch, "dtype": self.dtype(),
+            config = {"preset": stage2.name, "batch_size": batch, "dtype": effective_dtype(self.args, self.device),
                       "optimizer": f"AdamW(fused={self.device.type == 'cuda'})",
                       "conditioner": "precomputed random context (frozen CLIP not timed)" if size == "release"
                       else "offline, trained jointly"}
@@ -874,7 +934,7 @@ class Bench:
         batch = self.args.train_batch_vae or TRAIN_BATCH[size]["vae"]
         # LPIPS needs a pretrained backbone that is not available offline; every other term of the recipe is on
         cfg = preset_train_config(VAE_PRESETS[size], loss={"lpips_weight": 0.0})
-        config = {"recipe": VAE_PRESETS[size], "batch_size": batch, "dtype": self.dtype(),
+        config = {"recipe": VAE_PRESETS[size], "batch_size": batch, "dtype": effective_dtype(self.args, self.device),
                   "render_resolution": cfg.render_resolution, "patch_size": cfg.patch_size,
                   "target_views": cfg.num_target_views, "discriminator": cfg.loss.uses_discriminator, "lpips": False,
                   "optimizer": f"AdamW(fused={self.device.type == 'cuda'})"}
@@ -935,13 +995,19 @@ class Bench:
         metrics, seconds = self.train_steps(step, batch)
         return {**metrics, "params_m": count_params(vae)}, seconds
 
-    def dtype(self) -> str:
-        return self.args.dtype if self.device.type == "cuda" else "fp32"
-
     def run(self, stage: str) -> None:
-        {"vae-decode": self.vae_decode, "render": self.render, "mesh": self.mesh_stage,
-         "t23d": lambda: self.generation("t23d"), "i23d": lambda: self.generation("i23d"),
-         "train-dit": self.train_dit, "train-vae": self.train_vae}[stage]()
+        """One stage; a failure outside its configurations (e.g. building its models) is recorded, not raised. With
+        the budget spent the stage is skipped as a whole, before building anything."""
+        if self.budget.spent():
+            self.report.add(stage, stage, {}, "skipped", reason=self.budget.reason())
+            return
+        body = {"vae-decode": self.vae_decode, "render": self.render, "mesh": self.mesh_stage,
+                "t23d": lambda: self.generation("t23d"), "i23d": lambda: self.generation("i23d"),
+                "train-dit": self.train_dit, "train-vae": self.train_vae}[stage]
+        try:
+            body()
+        except Exception as err:  # the remaining stages still run
+            self.report.add(stage, stage, {}, "error", reason=f"{type(err).__name__}: {err}"[:500])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1054,6 +1120,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     report = Report(args.out, machine_meta(args, argv, device), budget)
+    # an outer `timeout` sends SIGTERM: end through the `finally` below, so the JSON and plot say so
+    previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit("terminated by SIGTERM"))
     bench = Bench(args, device, report, budget)
     try:
         for stage in args.stages:
@@ -1063,6 +1131,8 @@ def main(argv=None) -> int:
         report.data["status"] = f"failed: {type(err).__name__}: {err}"[:500]
         raise
     finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        bench.scratch.cleanup()
         skipped = sum(r["status"] == "skipped" for r in report.data["results"])
         report.data["skipped"] = skipped
         report.save()

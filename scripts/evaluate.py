@@ -63,7 +63,7 @@ METRICS_FILE = "metrics.json"
 # The judge learns from objects of the same grammar at indices far from both the training set and the held-out set.
 JUDGE_START_INDEX = 2_000_000
 FSCORE_CURVE = (0.005, 0.01, 0.02, 0.05)
-FIGURE_TILE = 96  # report pictures are downscaled to this side so docs stay small
+FIGURE_TILE = 80  # report pictures are downscaled to this side so docs stay small
 LOSS_KEYS = ("loss", "total")  # stage-2 logs name their objective "loss", the VAE log "total"
 
 
@@ -288,10 +288,12 @@ def fid_scores(real: torch.Tensor, fake: torch.Tensor, args: argparse.Namespace,
 # Branches
 
 
-def evaluate_vae(vae: TriplaneVAE, objects: list[HeldOutObject], args: argparse.Namespace) -> tuple[dict, list]:
-    """(VAE metrics, per-object (ground-truth novel views, reconstructed views) for the picture)."""
+def evaluate_vae(vae: TriplaneVAE, objects: list[HeldOutObject],
+                 args: argparse.Namespace) -> tuple[dict, list, torch.Tensor]:
+    """(VAE metrics, per-object (ground-truth novel views, reconstructed views) for the picture, reconstructions
+    rendered at the judge views (M, K, 3, r, r): how well the attribute classifier can read what this VAE decodes)."""
     device = next(vae.parameters()).device
-    records, views = [], []
+    records, views, judged = [], [], []
     for k, obj in enumerate(tqdm(objects, desc="vae", unit="object")):
         start = time.perf_counter()
         with torch.no_grad():
@@ -305,13 +307,14 @@ def evaluate_vae(vae: TriplaneVAE, objects: list[HeldOutObject], args: argparse.
                         "floor_chamfer_l1": floor["chamfer_l1"], "floor_f_score": floor["f_score"],
                         "floor_f_curve": floor["f_curve"], "seconds": time.perf_counter() - start})
         views.append((obj.novel_rgb, pred))
+        judged.append(render_rgb(vae, triplane, obj.judge_cameras, args.judge_resolution))
     keys = ("psnr", "ssim", "lpips", "chamfer_l1", "chamfer_l2", "f_score", "precision", "recall",
             "floor_chamfer_l1", "floor_f_score")
     metrics = {**aggregate(records, keys), "views": list(args.novel_views), "resolution": args.render_resolution,
                "mesh_level": args.mesh_level, "meshes_without_surface": sum(not r["mesh"]["surface"] for r in records),
                "f_curve": curve_means(records, "f_curve"), "floor_f_curve": curve_means(records, "floor_f_curve"),
                "objects": records}
-    return metrics, views
+    return metrics, views, torch.stack(judged)
 
 
 def curve_means(records: list[dict], key: str) -> dict | None:
@@ -374,8 +377,9 @@ def ids_of(records: list[dict]) -> tuple[tuple[torch.Tensor, torch.Tensor], tupl
 
 
 def evaluate_t23d(pipeline: Pipeline, judge: AttributeClassifier, objects: list[HeldOutObject],
-                  args: argparse.Namespace) -> tuple[dict, list]:
-    """(T23D metrics, per-prompt sample renders at the judge views for the picture)."""
+                  args: argparse.Namespace, reconstructions: torch.Tensor | None) -> tuple[dict, list]:
+    """(T23D metrics, per-prompt sample renders at the judge views for the picture). reconstructions: the VAE
+    branch's judge-view renders, whose prompt accuracy bounds what samples decoded by this VAE can reach."""
     vae = pipeline.models.vae
     records, renders, surfaces = [], [], []
     for k, obj in enumerate(tqdm(objects, desc="t23d", unit="prompt")):
@@ -395,11 +399,12 @@ def evaluate_t23d(pipeline: Pipeline, judge: AttributeClassifier, objects: list[
     truth = torch.stack([o.judge_rgb for o in objects])
     gt_pred = judge_objects(judge, truth)
     gt_target = label_ids([o.category for o in objects], [o.colour for o in objects])
+    accuracy = {"generated": prompt_accuracy(*ids_of(records)), "ground_truth": prompt_accuracy(gt_pred, gt_target)}
+    if reconstructions is not None:
+        accuracy["vae_reconstructions"] = prompt_accuracy(judge_objects(judge, reconstructions), gt_target)
     metrics = {
         **resolved_settings(pipeline, args),
-        "prompt_accuracy": {"generated": prompt_accuracy(*ids_of(records)),
-                            "ground_truth": prompt_accuracy(gt_pred, gt_target),
-                            "per_category": accuracy_by_category(records)},
+        "prompt_accuracy": {**accuracy, "per_category": accuracy_by_category(records)},
         "generation": generation_scores(surfaces, objects, args, pipeline.device),
         "fid": fid_scores(truth.flatten(0, 1), renders.flatten(0, 1), args, pipeline.device),
         "meshes_without_surface": sum(not r["mesh"]["surface"] for r in records),
@@ -483,7 +488,7 @@ def issue_targets(metrics: dict) -> list[dict]:
 
 def figure(path: Path, rows: list[list[torch.Tensor]], captions: list[str]) -> Path:
     """A picture of rows of images (3, H, W) in [-1, 1], each row captioned under its first image, tiles at
-    FIGURE_TILE², written as a 256-colour PNG (flat renders lose nothing visible, the file shrinks 3-4×)."""
+    FIGURE_TILE², written as a 128-colour PNG (flat renders lose little visibly, the file shrinks 3-4×)."""
     tiles, cell_captions = [], []
     for row, caption in zip(rows, captions):
         for j, image in enumerate(row):
@@ -492,7 +497,7 @@ def figure(path: Path, rows: list[list[torch.Tensor]], captions: list[str]) -> P
             tiles.append(image.add(1).div(2).clamp(0, 1).permute(1, 2, 0))
             cell_captions.append(caption if j == 0 else "")
     sheet = contact_sheet(tiles, columns=len(rows[0]), captions=cell_captions, font_size=12)
-    return write_image(path, sheet.quantize(colors=256), overwrite=True)
+    return write_image(path, sheet.quantize(colors=128), overwrite=True)
 
 
 def showcase(objects: list[HeldOutObject], limit: int) -> list[int]:
@@ -536,18 +541,30 @@ def i23d_figure(path: Path, objects, views, limit: int, per_input: int) -> Path:
 
 
 def read_training_log(path: Path) -> dict:
-    """Steps, wall time and the loss curve (first key of LOSS_KEYS present) of a training log .jsonl."""
+    """Steps, wall time and the loss curve (first key of LOSS_KEYS present) of a training log .jsonl.
+
+    A resumed run appends an event row and restarts its clock and, from the resumed checkpoint, its steps: wall time
+    sums the segments, and a step logged twice keeps its later (resumed) value.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"training log {path} does not exist")
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    key = next((k for k in LOSS_KEYS if rows and k in rows[0]), None)
+    steps = [r for r in rows if "step" in r]
+    key = next((k for k in LOSS_KEYS if steps and k in steps[0]), None)
     if key is None:
         raise ValueError(f"training log {path} has none of the loss keys {', '.join(LOSS_KEYS)}")
-    curve = [(r["step"], r[key]) for r in rows if key in r]
-    summary = {"log": str(path), "loss_key": key, "last_step": rows[-1]["step"], "wall_s": rows[-1].get("time"),
+    segment_ends, resumes = [0.0], 0
+    for r in rows:
+        if "step" not in r:
+            segment_ends.append(0.0)
+            resumes += 1
+        elif "time" in r:
+            segment_ends[-1] = r["time"]
+    curve = sorted({r["step"]: r[key] for r in steps if key in r}.items())
+    summary = {"last_step": steps[-1]["step"], "wall_s": sum(segment_ends), "resumes": resumes, "loss_key": key,
                "first_loss": curve[0][1], "last_loss": curve[-1][1], "min_loss": min(v for _, v in curve)}
-    if "psnr" in rows[-1]:
-        summary["first_train_psnr"], summary["last_train_psnr"] = rows[0]["psnr"], rows[-1]["psnr"]
+    if "psnr" in steps[-1]:
+        summary["first_train_psnr"], summary["last_train_psnr"] = steps[0]["psnr"], steps[-1]["psnr"]
     return {"summary": summary, "curve": curve}
 
 
@@ -555,8 +572,9 @@ def training_section(logs: list[Path], figures: Path, report_dir: Path) -> str:
     parsed = {path.stem: read_training_log(path) for path in logs}
     plot = plot_metric(figures / "training_loss.png", {name: log["curve"] for name, log in parsed.items()},
                        title="training objective", x_label="step", y_label="loss", overwrite=True)
-    notes = ("Training objective per logged step (`loss` for the diffusion models, the VAE's `total`; the VAE's "
-             "`train_psnr` is on its training patches).")
+    notes = ("Training objective per logged step (`loss` for the diffusion models, the VAE's `total`); the "
+             "`*_train_psnr` columns are the VAE's PSNR on its training patches. `wall_s` sums the segments of "
+             "resumed runs.")
     rows = {name: log["summary"] for name, log in parsed.items()}
     return markdown_section("Training logs", {"Summary": rows}, [("training objective", plot)], notes,
                             relative_to=report_dir, formats={"wall_s": "{:.0f}"})
@@ -571,6 +589,8 @@ def report(metrics: dict, args: argparse.Namespace) -> str:
     parts = [f"# Evaluation of `{metrics['checkpoint']}`\n",
              f"Generated by `scripts/evaluate.py` ({metrics['device']}, {metrics['timings_s']['total_s'] / 60:.1f} "
              f"min). Evaluation command:\n\n```bash\n{metrics['command']}\n```\n",
+             *([f"Report written from its metrics.json by:\n\n```bash\n"
+                f"{shlex.join(['python', 'scripts/evaluate.py', *args.argv])}\n```\n"] if args.report_only else []),
              f"Held-out objects: {s['num_objects']} procedural objects of dataset seed {s['data_seed']}, indices "
              f"{s['start_index']}–{s['start_index'] + s['num_objects'] - 1} (the training set is indices 0–1999 of "
              "seed 0), balanced over the 12 categories.\n"]
@@ -600,12 +620,15 @@ def report(metrics: dict, args: argparse.Namespace) -> str:
         notes = (f"Sampler {t['sampler']}, {t['steps']} steps, guidance {t['cfg_scale']:g}, "
                  f"{s['samples_per_prompt']} sample(s) per prompt, {t['seconds_per_sample']:.1f} s per sample. "
                  f"Judge: {metrics['judge']['objects']} objects × {len(metrics['judge']['views'])} views at "
-                 f"{metrics['judge']['resolution']}², {metrics['judge']['steps']} steps; its accuracy on the held-out "
-                 "ground-truth renders is the ceiling of what it can confirm. "
+                 f"{metrics['judge']['resolution']}², {metrics['judge']['steps']} steps. Its accuracy on the held-out "
+                 "objects' ground-truth renders is the ceiling of what it can confirm; on their VAE reconstructions, "
+                 "the ceiling of any sample this VAE decodes. "
                  f"Meshes without a surface: {t['meshes_without_surface']}. FID/KID: "
                  f"{t['fid'].get('skipped') or t['fid']}.")
-        tables = {"Prompt accuracy (%)": {"generated": acc["generated"], "ground truth (judge ceiling)":
-                                          acc["ground_truth"]},
+        rows = {"generated": acc["generated"], "ground-truth renders (judge ceiling)": acc["ground_truth"]}
+        if "vae_reconstructions" in acc:
+            rows["VAE reconstructions (stage-1 ceiling)"] = acc["vae_reconstructions"]
+        tables = {"Prompt accuracy (%)": rows,
                   "Prompt accuracy per category (%)": acc["per_category"], **generation_tables(t["generation"])}
         parts.append(markdown_section("Text-to-3D", tables, image("t23d", "prompt | truth | sample views"), notes,
                                       relative_to=report_dir, formats=formats))
@@ -684,10 +707,10 @@ def evaluate(args: argparse.Namespace) -> dict:
                "checkpoint": str(args.ckpt or path), "device": str(device), "tasks": tasks, "settings": settings}
     lpips_path = lpips_backbone_path("alex")
     metrics["lpips_skipped"] = None if lpips_path.is_file() else f"LPIPS backbone weights not at {lpips_path}"
-    figures = {}
+    figures, reconstructions = {}, None
     if "vae" in tasks:
         start = time.perf_counter()
-        metrics["vae"], views = evaluate_vae(vae, objects, args)
+        metrics["vae"], views, reconstructions = evaluate_vae(vae, objects, args)
         figures["vae"] = vae_figure(args.figures / "vae_reconstructions.png", objects, views, args.figure_rows)
         timings["vae_s"] = time.perf_counter() - start
     if "t23d" in tasks:
@@ -696,7 +719,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         timings["judge_s"] = time.perf_counter() - start
         start = time.perf_counter()
         pipeline = Pipeline.from_checkpoint(path, "t23d", device)
-        metrics["t23d"], renders = evaluate_t23d(pipeline, judge, objects, args)
+        metrics["t23d"], renders = evaluate_t23d(pipeline, judge, objects, args, reconstructions)
         figures["t23d"] = t23d_figure(args.figures / "t23d_samples.png", objects, renders, metrics["t23d"],
                                       args.figure_rows)
         timings["t23d_s"] = time.perf_counter() - start

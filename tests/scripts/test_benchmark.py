@@ -19,9 +19,15 @@ FIXED_STEP_COUNTS = {"euler_edm:3": (3, 6), "ddim:2": (2, 4), "dpm_solver_pp:3":
 @pytest.fixture(scope="module")
 def full_run(script, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    argv = [*TINY, "--out", str(out / "bench.json"), "--plot", str(out / "bench.png"), "--batch-sizes", "1,2",
+    argv = [*TINY, "--out", str(out / "bench.json"), "--plot", str(out / "bench.png"), "--batch-sizes", "1",
             "--samplers", ",".join([*FIXED_STEP_COUNTS, "dopri5"]), "--compile", "cudagraphs"]
-    assert script("benchmark").main(argv) == 0
+    # module-scoped, so it runs before the per-test single_thread fixture: set one thread here as well
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert script("benchmark").main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
     return json.loads((out / "bench.json").read_text()), out
 
 
@@ -71,12 +77,9 @@ def test_fixed_step_samplers_count_evaluations_exactly(full_run, token):
     name = token.split(":")[0]
     calls, evaluations = FIXED_STEP_COUNTS[token]
     runs = [r for r in data["results"] if r["config"].get("sampler") == name and r["config"]["variant"] == "eager"]
-    assert [r["config"]["batch_size"] for r in runs] == [1, 2]
-    for r in runs:
-        assert r["config"]["cfg_scale"] > 1
-        # batching objects shares the calls: the counts per object do not depend on the batch size
-        assert r["metrics"]["denoiser_calls"] == calls
-        assert r["metrics"]["network_evaluations_per_object"] == evaluations
+    assert len(runs) == 1 and runs[0]["config"]["cfg_scale"] > 1
+    assert runs[0]["metrics"]["denoiser_calls"] == calls
+    assert runs[0]["metrics"]["network_evaluations_per_object"] == evaluations
 
 
 def test_adaptive_dopri5_counts_its_own_evaluations(full_run):
@@ -92,20 +95,25 @@ def test_time_budget_skips_the_remaining_configurations(script, tmp_path, monkey
     bench = script("benchmark")
     checks = []
 
-    def spent(self):  # the budget runs out after the first two configurations
+    def spent(self):  # checked once for the stage, then per configuration: runs out after two configurations
         checks.append(1)
-        return len(checks) > 2
+        return len(checks) > 3
 
     monkeypatch.setattr(bench.Budget, "spent", spent)
     out = tmp_path / "bench.json"
-    argv = [*TINY, "--out", str(out), "--stages", "t23d", "--batch-sizes", "1,2", "--samplers", "euler_edm:2,ddim:2",
-            "--time-budget", "100"]
+    argv = [*TINY, "--out", str(out), "--stages", "t23d,i23d", "--batch-sizes", "1,2", "--samplers",
+            "euler_edm:2,ddim:2,heun:2", "--time-budget", "100"]
     assert bench.main(argv) == 0
     data = json.loads(out.read_text())
-    assert [r["status"] for r in data["results"]] == ["ok", "ok", "skipped", "skipped"]
+    assert [r["status"] for r in data["results"]] == ["ok", "ok", "skipped", "skipped", "skipped"]
     assert all("time budget of 100 s spent" in r["reason"] for r in data["results"][2:])
-    assert [r["config"]["sampler"] for r in data["results"][2:]] == ["ddim", "ddim"]
-    assert data["skipped"] == 2 and data["status"] == "complete"
+    assert [r["config"].get("sampler") for r in data["results"][2:]] == ["ddim", "ddim", None]
+    assert data["results"][-1]["stage"] == "i23d"  # a stage the budget never reached is skipped whole
+    assert data["skipped"] == 3 and data["status"] == "complete"
+    # a batch of two shares the denoiser calls: the count per object does not depend on the batch size
+    one, two = (r["metrics"] for r in data["results"][:2])
+    assert one["denoiser_calls"] == two["denoiser_calls"] == 2
+    assert one["network_evaluations_per_object"] == two["network_evaluations_per_object"] == 4
 
 
 def test_failing_compile_falls_back_to_eager_and_says_why(script, tmp_path, monkeypatch):
@@ -122,6 +130,7 @@ def test_failing_compile_falls_back_to_eager_and_says_why(script, tmp_path, monk
     assert "no compiler on this machine" in compiled["metrics"]["fallback_to_eager"]
     assert "fallback_to_eager" not in eager["metrics"]
     assert compiled["metrics"]["denoiser_calls"] == eager["metrics"]["denoiser_calls"] == 2
+    assert compiled["metrics"]["latent_rel_diff_vs_eager"] == 0  # eager ran in its place, on the same seeds
 
 
 def test_bad_arguments_exit_with_usage(script, tmp_path):

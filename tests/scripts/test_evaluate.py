@@ -30,12 +30,10 @@ START, RESOLUTION, NOVEL_VIEWS, SAMPLES = 1_000_000, 16, (27, 4), 2
 
 
 @pytest.fixture(scope="module")
-def run(tiny_pipeline_dir, tiny_mesh_level, tmp_path_factory, script):
+def run(tiny_pipeline_dir, tiny_mesh_level, tmp_path_factory, script, torch_threads):
     """(output folder, metrics) of one evaluation of every task of the tiny pipeline."""
     out = tmp_path_factory.mktemp("eval") / "run"
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # module-scoped, so the function-scoped single_thread fixture does not cover it
-    try:
+    with torch_threads(1):  # module-scoped, so the function-scoped single_thread fixture does not cover it
         code = script("evaluate").main([
             "--ckpt", str(tiny_pipeline_dir), "--out", str(out), "--num-objects", "3", "--start-index", str(START),
             "--samples-per-prompt", str(SAMPLES), "--steps", "2", "--render-resolution", str(RESOLUTION),
@@ -43,8 +41,6 @@ def run(tiny_pipeline_dir, tiny_mesh_level, tmp_path_factory, script):
             "--mesh-resolution", "16", "--mesh-level", str(tiny_mesh_level), "--points", "32",
             "--surface-points", "400", "--classifier-objects", "12", "--classifier-steps", "3",
             "--figure-rows", "2", "--device", "cpu", "--training-logs", str(REPO / "docs/logs/t23d_small.jsonl")])
-    finally:
-        torch.set_num_threads(before)
     assert code == 0
     return out, json.loads((out / "metrics.json").read_text())
 
