@@ -567,8 +567,8 @@ class ObjectPriorField:
     def __init__(self, vae: TriplaneVAE, level: float):
         self.vae, self.level, self.config = vae, level, vae.config
 
-    def query(self, triplane: torch.Tensor, points: torch.Tensor) -> dict:
-        out = self.vae.query(triplane, points)
+    def query(self, triplane: torch.Tensor, points: torch.Tensor, chunk: int | None = 65536) -> dict:
+        out = self.vae.query(triplane, points, chunk=chunk)
         radius = points.float().norm(dim=-1, keepdim=True)
         return {"sigma": out["sigma"] + self.level + PRIOR_SLOPE * (PRIOR_RADIUS - radius), "rgb": out["rgb"]}
 
@@ -699,7 +699,7 @@ class Bench:
                         self.report.add(task, name, config, "skipped", reason="CUDA graphs need a CUDA device")
                         continue
                     compiles = variant == "reduce-overhead" and (task, variant) not in self.forwards
-                    if compiles and self.budget.left() < COMPILE_RESERVE_S:
+                    if compiles and not self.budget.spent() and self.budget.left() < COMPILE_RESERVE_S:
                         self.report.add(task, name, config, "skipped", reason=(
                             f"{self.budget.left():.0f} s of the time budget left, too little to compile"))
                         continue
@@ -881,19 +881,20 @@ class Bench:
     def train_dit(self) -> None:
         self.drop_forwards()
         self.models.release_all()
-        size = self.args.preset_size
-        batch = self.args.train_batch_dit or TRAIN_BATCH[size]["dit"]
-        for task in ("t23d", "i23d"):
-            stage2 = stage2_config(size, task)
-            config = {"preset": stage2.name, "batch_size": batch, "dtype": effective_dtype(self.args, self.device),
-                      "optimizer": f"AdamW(fused={self.device.type == 'cuda'})",
-                      "conditioner": "precomputed random context (frozen CLIP not timed)" if size == "release"
-                      else "offline, trained jointly"}
-            self.run_config("train-dit", f"train-dit {stage2.name} b{batch}", config,
-                            functools.partial(self._train_dit, task, stage2, batch))
+        for size in self.args.train_sizes:
+            batch = self.args.train_batch_dit or TRAIN_BATCH[size]["dit"]
+            for task in ("t23d", "i23d"):
+                stage2 = stage2_config(size, task)
+                config = {"preset": stage2.name, "batch_size": batch,
+                          "dtype": effective_dtype(self.args, self.device),
+                          "optimizer": f"AdamW(fused={self.device.type == 'cuda'})",
+                          "conditioner": "precomputed random context (frozen CLIP not timed)" if size == "release"
+                          else "offline, trained jointly"}
+                self.run_config("train-dit", f"train-dit {stage2.name} b{batch}", config,
+                                functools.partial(self._train_dit, size, task, stage2, batch))
 
-    def _train_dit(self, task: str, stage2, batch: int) -> tuple[dict, float]:
-        size, device = self.args.preset_size, self.device
+    def _train_dit(self, size: str, task: str, stage2, batch: int) -> tuple[dict, float]:
+        device = self.device
         denoiser = random_network(lambda: build_denoiser(stage2.denoiser), device, 3)
         trainable = size != "release"
         conditioner = build_conditioner_for(size, task, device) if trainable else None
@@ -930,16 +931,17 @@ class Bench:
     def train_vae(self) -> None:
         self.drop_forwards()
         self.models.release_all()
-        size = self.args.preset_size
-        batch = self.args.train_batch_vae or TRAIN_BATCH[size]["vae"]
-        # LPIPS needs a pretrained backbone that is not available offline; every other term of the recipe is on
-        cfg = preset_train_config(VAE_PRESETS[size], loss={"lpips_weight": 0.0})
-        config = {"recipe": VAE_PRESETS[size], "batch_size": batch, "dtype": effective_dtype(self.args, self.device),
-                  "render_resolution": cfg.render_resolution, "patch_size": cfg.patch_size,
-                  "target_views": cfg.num_target_views, "discriminator": cfg.loss.uses_discriminator, "lpips": False,
-                  "optimizer": f"AdamW(fused={self.device.type == 'cuda'})"}
-        self.run_config("train-vae", f"train-vae {VAE_PRESETS[size]} b{batch}", config,
-                        lambda: self._train_vae(cfg, batch))
+        for size in self.args.train_sizes:
+            batch = self.args.train_batch_vae or TRAIN_BATCH[size]["vae"]
+            # LPIPS needs a pretrained backbone that is not available offline; every other term of the recipe is on
+            cfg = preset_train_config(VAE_PRESETS[size], loss={"lpips_weight": 0.0})
+            config = {"recipe": VAE_PRESETS[size], "batch_size": batch,
+                      "dtype": effective_dtype(self.args, self.device), "render_resolution": cfg.render_resolution,
+                      "patch_size": cfg.patch_size, "target_views": cfg.num_target_views,
+                      "discriminator": cfg.loss.uses_discriminator, "lpips": False,
+                      "optimizer": f"AdamW(fused={self.device.type == 'cuda'})"}
+            self.run_config("train-vae", f"train-vae {VAE_PRESETS[size]} b{batch}", config,
+                            functools.partial(self._train_vae, cfg, batch))
 
     def _train_vae(self, cfg, batch: int) -> tuple[dict, float]:
         from nsr.losses import VAELoss
@@ -1080,6 +1082,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16",
                    help="denoiser autocast and training precision on CUDA (the VAE and renderer run fp32)")
     p.add_argument("--train-steps", type=int, default=5, help="measured training steps")
+    p.add_argument("--train-sizes", type=comma_list(str), default=None,
+                   help="preset sizes whose training is timed, e.g. release,small (default: --preset-size); "
+                        "training always starts from random weights")
     p.add_argument("--train-batch-vae", type=int, default=None, help="objects per VAE step (default per size)")
     p.add_argument("--train-batch-dit", type=int, default=None, help="latents per DiT step (default per size)")
     p.add_argument("--time-budget", type=float, default=0.0,
@@ -1098,6 +1103,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     if bad:
         p.error(f"unknown --compile mode(s) {', '.join(bad)}; choose from {', '.join(VARIANTS)}")
     args.variants = ["eager", *dict.fromkeys(modes)]
+    args.train_sizes = list(dict.fromkeys(args.train_sizes or [args.preset_size]))
+    if not set(args.train_sizes) <= set(PRESET_SIZES):
+        p.error(f"--train-sizes takes {', '.join(PRESET_SIZES)}")
     for name in ("repeats", "train_steps"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")

@@ -149,3 +149,15 @@ def test_golden_style_fill_matches_the_fixture_recipe(script):
     assert linear.weight.std().item() == pytest.approx(400**-0.5, rel=0.05)
     assert linear.bias.std().item() == pytest.approx(0.02, rel=0.2)
     assert norm.weight.mean().item() == pytest.approx(1.0, abs=0.01)
+
+
+def test_compilation_is_not_started_without_the_budget_for_it(script, tmp_path, monkeypatch):
+    bench = script("benchmark")
+    monkeypatch.setattr(bench.Budget, "left", lambda self: 60.0)
+    out = tmp_path / "bench.json"
+    argv = [*TINY, "--out", str(out), "--stages", "t23d", "--batch-sizes", "1", "--samplers", "euler_edm:2",
+            "--compile", "--time-budget", "1000"]
+    assert bench.main(argv) == 0
+    eager, compiled = json.loads(out.read_text())["results"]
+    assert eager["status"] == "ok"
+    assert compiled["status"] == "skipped" and "60 s of the time budget left" in compiled["reason"]
