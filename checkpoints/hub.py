@@ -49,7 +49,7 @@ def resolve_checkpoint(spec: str | os.PathLike | None = None, cache_dir: str | o
     if _offline():
         raise CheckpointNotFoundError(
             f"released checkpoint {RELEASED_REPO}/{filename} is not in the local Hugging Face cache and "
-            f"HF_HUB_OFFLINE=1: download it on a connected machine with `huggingface-cli download {RELEASED_REPO} "
+            f"HF_HUB_OFFLINE=1: download it on a connected machine with `hf download {RELEASED_REPO} "
             f"{filename}` and copy the cache, or pass the file's path to --ckpt")
     try:
         return Path(hf_hub_download(RELEASED_REPO, filename, cache_dir=cache_dir))

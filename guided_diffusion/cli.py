@@ -14,10 +14,11 @@ import torch
 from tqdm import tqdm
 
 from guided_diffusion.pipeline import GenerationSettings, Pipeline, export_object
+from utils.checkpoint import CheckpointError
 
 # Errors a user can cause and fix; they end the program with one line instead of a traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, KeyError,
-                                                RuntimeError)
+# Internal failures (RuntimeError from a kernel, KeyError from a bug) keep their traceback on purpose.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, CheckpointError)
 
 
 def add_generation_args(parser: argparse.ArgumentParser) -> None:

@@ -23,7 +23,7 @@ def test_missing_released_checkpoint_offline_names_file_and_fix(tmp_path, monkey
     with pytest.raises(CheckpointNotFoundError) as err:
         resolve_checkpoint("released-i23d", cache_dir=tmp_path)
     msg = str(err.value)
-    assert RELEASED_FILES["released-i23d"] in msg and "huggingface-cli download" in msg and "--ckpt" in msg
+    assert RELEASED_FILES["released-i23d"] in msg and "hf download" in msg and "--ckpt" in msg
 
 
 def test_unknown_name_lists_aliases(tmp_path):
