@@ -93,10 +93,18 @@ class DDPM:
         self.betas = beta_schedule(self.schedule, num_timesteps)
         self.alphas_cumprod = torch.cumprod(1.0 - self.betas, dim=0)
         self.sigmas = ((1 - self.alphas_cumprod) / self.alphas_cumprod).float().sqrt()
+        self._device_tables: dict[tuple[str, torch.device], torch.Tensor] = {}
+
+    def table_on(self, name: str, device: torch.device) -> torch.Tensor:
+        """`sigmas` or `alphas_cumprod` on `device`, copied once per device (a copy per call syncs the host)."""
+        key = (name, torch.device(device))
+        if key not in self._device_tables:
+            self._device_tables[key] = getattr(self, name).to(device)
+        return self._device_tables[key]
 
     def coefficients(self, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(a_t, s_t) for indices t `(B,)`, shaped to broadcast against `like` `(B, ...)`."""
-        ab = self.alphas_cumprod.to(t.device)[t]
+        ab = self.table_on("alphas_cumprod", t.device)[t]
         return _expand(ab.sqrt(), like), _expand((1 - ab).sqrt(), like)
 
     def model_time(self, t: torch.Tensor) -> torch.Tensor:
@@ -121,7 +129,7 @@ class DDPM:
 
     def sigma_to_index(self, sigma: torch.Tensor) -> torch.Tensor:
         """Nearest table index for each σ `(B,)` (ties go to the lower index)."""
-        table = self.sigmas.to(sigma.device)
+        table = self.table_on("sigmas", sigma.device)
         sigma = sigma.float()
         upper = torch.searchsorted(table, sigma.contiguous()).clamp(1, len(table) - 1)
         lower = upper - 1
@@ -134,7 +142,7 @@ class DDPM:
         D = x − σ_t·ε̂, with ε̂ derived from whatever the network predicts.
         """
         t = self.sigma_to_index(sigma)
-        sigma_t = _expand(self.sigmas.to(x.device)[t], x)
+        sigma_t = _expand(self.table_on("sigmas", x.device)[t], x)
         c_in = 1 / (sigma_t**2 + 1.0) ** 0.5
         return x - sigma_t * self.network_eps(model, x * c_in, t, c_in, sigma_t * c_in, context)
 

@@ -28,10 +28,11 @@ class DDIM(SigmaGridSampler):
         self.eta = eta
 
     def step(self, fn: Guided, i: int, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        sigma, sigma_next = self.sigmas[i].to(x.device), self.sigmas[i + 1].to(x.device)
+        sigmas = self.sigmas_on(x.device)
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
         denoised = fn(x, batch_time(sigma, x))
         eps = (x - denoised) / sigma
-        if self.eta == 0 or sigma_next == 0:
+        if self.eta == 0 or self.sigmas[i + 1] == 0:  # the CPU grid: no device sync
             return denoised + sigma_next * eps
         ab, ab_next = 1 / (1 + sigma**2), 1 / (1 + sigma_next**2)
         std = self.eta * torch.sqrt((1 - ab_next) / (1 - ab) * (1 - ab / ab_next))

@@ -32,13 +32,14 @@ class DPMSolverPP2M(SigmaGridSampler):
         return super().init(noise)
 
     def step(self, fn: Guided, i: int, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        sigma, sigma_next = self.sigmas[i].to(x.device), self.sigmas[i + 1].to(x.device)
+        sigmas = self.sigmas_on(x.device)
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
         denoised = fn(x, batch_time(sigma, x))
         previous, self._previous = self._previous, denoised
-        if sigma_next == 0:
+        if self.sigmas[i + 1] == 0:  # the CPU grid: no device sync
             return denoised
         h = torch.log(sigma) - torch.log(sigma_next)
         if previous is not None:
-            r = (torch.log(self.sigmas[i - 1].to(x.device)) - torch.log(sigma)) / h
+            r = (torch.log(sigmas[i - 1]) - torch.log(sigma)) / h
             denoised = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * previous
         return (sigma_next / sigma) * x - torch.expm1(-h) * denoised

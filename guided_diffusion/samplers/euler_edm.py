@@ -26,7 +26,8 @@ class EulerEDM(SigmaGridSampler):
         super().__init__(process, released_timesteps(process.num_timesteps, num_steps).flip(0))
 
     def step(self, fn: Guided, i: int, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        sigma, sigma_next = self.sigmas[i].to(x.device), self.sigmas[i + 1].to(x.device)
+        sigmas = self.sigmas_on(x.device)
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
         denoised = fn(x, batch_time(sigma, x))
         d = (x - denoised) / sigma
         return x + d * (sigma_next - sigma)
