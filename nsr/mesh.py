@@ -1,12 +1,14 @@
 """Mesh extraction from a neural density field, mesh export, and point-set metrics (Chamfer, F-score).
 
 Extraction follows the release (spec §7.5): raw σ on a res³ grid over the sampler bbox (meshgrid 'ij' over x, y, z),
-PyMCubes at iso-level 10, vertex colours from the field's rgb at the vertices, then −90° about x to make the mesh
-y-up. It only needs a `query_fn(points (P, 3)) -> dict(sigma=(P, 1) raw, rgb=(P, 3) in [0, 1])`, e.g.
+marching cubes at iso-level 10, vertex colours from the field's rgb at the vertices, then −90° about x to make the
+mesh y-up. It only needs a `query_fn(points (P, 3)) -> dict(sigma=(P, 1) raw, rgb=(P, 3) in [0, 1])`, e.g.
 `lambda p: vae.query(triplane, p[None])` squeezed, so it is independent of the VAE.
 
-Memory: the grid points are generated chunk by chunk on `device` and only the σ grid (res³ float32, 28 MB at 192³)
-is kept, on the CPU; the peak on the device is set by `chunk_size`.
+Everything up to the finished mesh runs on `device`, marching cubes included (`nsr.marching_cubes`, plain torch): on
+a GPU nothing but the final vertices, faces and colours crosses to the host. Memory: the grid points are generated
+chunk by chunk, so the peak is the σ grid (res³ float32, 64 MiB at 256³) plus one chunk's field query
+(`chunk_size`) or marching cubes' per-cell bytes (about 3 per cell plus the active cells' triangles).
 
 A field that never crosses the level raises `EmptyMeshError` (with the σ range) rather than returning an empty mesh:
 an empty GLB/OBJ is not a usable output, and the σ range tells the user whether the level or the model is at fault.
@@ -20,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mcubes
 import numpy as np
 import torch
 import trimesh
 from scipy.spatial import cKDTree
 
+from nsr.marching_cubes import marching_cubes
 from utils.media import atomic_output
 
 QueryFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
@@ -71,71 +73,72 @@ def density_grid(
     bbox: tuple[float, float],
     chunk_size: int = 2**18,
     device: torch.device | str | None = None,
-) -> np.ndarray:
-    """Raw σ on the grid → (res, res, res) float32 on the CPU, indexed [x, y, z].
+) -> torch.Tensor:
+    """Raw σ on the grid → (res, res, res) float32 on `device`, indexed [x, y, z].
 
-    Chunk coordinates are built from flat indices on the fly, so no res³×3 point array ever exists.
+    Chunk coordinates are built from flat indices on the fly, so no res³×3 point array ever exists, and the chunks
+    are written into the grid on the device: no host round trip per chunk.
     """
     device = torch.device(device or "cpu")
     axis = torch.from_numpy(grid_axis(resolution, bbox)).float().to(device)
     total = resolution**3
-    sigma = torch.empty(total, dtype=torch.float32)
+    sigma = torch.empty(total, dtype=torch.float32, device=device)
     for start in range(0, total, chunk_size):
         idx = torch.arange(start, min(start + chunk_size, total), device=device)
         points = torch.stack(
             [axis[idx // resolution**2], axis[(idx // resolution) % resolution], axis[idx % resolution]], dim=-1
         )
-        sigma[start : start + len(idx)] = query_fn(points)["sigma"].reshape(-1).float().cpu()
-    return sigma.reshape(resolution, resolution, resolution).numpy()
+        sigma[start : start + len(idx)] = query_fn(points)["sigma"].reshape(-1).to(device, torch.float32)
+    return sigma.reshape(resolution, resolution, resolution)
 
 
-def _drop_degenerate(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Remove faces with a repeated vertex index, duplicate faces and vertices no face uses."""
+def _drop_degenerate(vertices: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Remove faces with a repeated vertex index, duplicate faces (the first is kept) and vertices no face uses."""
     keep = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
     faces = faces[keep]
-    _, first = np.unique(np.sort(faces, axis=1), axis=0, return_index=True)
-    faces = faces[np.sort(first)]
-    used, remap = np.unique(faces, return_inverse=True)
+    _, group = torch.unique(faces.sort(dim=1).values, dim=0, return_inverse=True)
+    order = torch.arange(len(faces), device=faces.device)
+    first = torch.full((int(group.max()) + 1 if len(faces) else 0,), len(faces), device=faces.device)
+    first = first.scatter_reduce(0, group, order, reduce="amin")
+    faces = faces[first.sort().values]
+    used, remap = torch.unique(faces, return_inverse=True)
     return vertices[used], remap.reshape(faces.shape)
 
 
-def _weld(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Merge vertices at identical positions. Grid values exactly at the level put several marching-cubes vertices on
-    the same grid node, which otherwise leaves zero-area faces and a non-manifold surface."""
-    unique, inverse = np.unique(vertices, axis=0, return_inverse=True)
-    return _drop_degenerate(unique, inverse.reshape(-1)[faces])
+def iso_surface(
+    sigma: torch.Tensor, level: float, bbox: tuple[float, float]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Marching cubes on a (res, res, res) [x, y, z] grid → vertices (V, 3) float32 in bbox coordinates and faces
+    (F, 3) int64, on the grid's device. Normals point from high σ to low σ (outwards for a density field).
 
-
-def marching_cubes(sigma: np.ndarray, level: float, bbox: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """PyMCubes on a (res, res, res) [x, y, z] grid → vertices (V, 3) float64 in bbox coordinates, faces (F, 3) int64.
-
-    Faces are oriented with normals pointing from high σ to low σ (outwards for a density field).
+    Grid values exactly at the level put several vertices on the same grid node; they are welded, since they would
+    otherwise leave zero-area faces and a non-manifold surface.
     """
-    if not (sigma.min() < level < sigma.max()):
+    lo_sigma, hi_sigma = sigma.min().item(), sigma.max().item()
+    if not (lo_sigma < level < hi_sigma):
         raise EmptyMeshError(
-            f"no surface: sigma spans [{sigma.min():.4g}, {sigma.max():.4g}] and never crosses level {level:g}"
+            f"no surface: sigma spans [{lo_sigma:.4g}, {hi_sigma:.4g}] and never crosses level {level:g}"
         )
-    vertices, faces = mcubes.marching_cubes(sigma, level)
-    faces = faces.astype(np.int64)
+    vertices, faces = marching_cubes(sigma, level)
     if (sigma == level).any():
-        vertices, faces = _weld(vertices, faces)
+        vertices, inverse = torch.unique(vertices, dim=0, return_inverse=True)
+        vertices, faces = _drop_degenerate(vertices, inverse[faces])
     lo, hi = bbox
     return lo + vertices / (sigma.shape[0] - 1) * (hi - lo), faces
 
 
-def _cluster(vertices: np.ndarray, faces: np.ndarray, cells: int) -> tuple[np.ndarray, np.ndarray]:
+def _cluster(vertices: torch.Tensor, faces: torch.Tensor, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Vertex clustering: snap vertices to a cells³ grid over their bbox, one averaged vertex per occupied cell."""
-    lo = vertices.min(axis=0)
-    extent = float((vertices.max(axis=0) - lo).max())
-    key3 = np.floor((vertices - lo) / extent * cells).astype(np.int64)  # in [0, cells]
+    lo = vertices.min(dim=0).values
+    extent = (vertices.max(dim=0).values - lo).max()
+    key3 = torch.floor((vertices - lo) / extent * cells).long()  # in [0, cells]
     key = (key3[:, 0] * (cells + 1) + key3[:, 1]) * (cells + 1) + key3[:, 2]
-    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
-    merged = np.stack([np.bincount(inverse, weights=vertices[:, d]) for d in range(3)], axis=1) / counts[:, None]
-    return _drop_degenerate(merged, inverse[faces])
+    _, inverse, counts = torch.unique(key, return_inverse=True, return_counts=True)
+    merged = torch.zeros(len(counts), 3, dtype=vertices.dtype, device=vertices.device).index_add_(0, inverse, vertices)
+    return _drop_degenerate(merged / counts[:, None], inverse[faces])
 
 
-def decimate(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tuple[np.ndarray, np.ndarray]:
+def decimate(vertices: torch.Tensor, faces: torch.Tensor, target_faces: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Reduce to at most `target_faces` faces (when achievable); returns (vertices (V', 3), faces (F', 3)).
 
     Vertex clustering with the finest cluster grid (found by bisection) that meets the target: no extra dependency,
@@ -144,9 +147,9 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tupl
     if len(faces) <= target_faces:
         return vertices, faces
     edges = vertices[faces[:, [1, 2, 0]]] - vertices[faces]
-    extent = float((vertices.max(axis=0) - vertices.min(axis=0)).max())
+    extent = float((vertices.max(dim=0).values - vertices.min(dim=0).values).max())
     # At half the mean edge length clustering merges almost nothing, so the answer lies below that many cells.
-    lo, hi = 2, max(3, int(np.ceil(2 * extent / np.linalg.norm(edges, axis=-1).mean())))
+    lo, hi = 2, max(3, int(np.ceil(2 * extent / float(edges.norm(dim=-1).mean()))))
     best = _cluster(vertices, faces, lo)
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -159,28 +162,37 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tupl
 
 
 @torch.no_grad()
-def query_colors(
-    query_fn: QueryFn, points: np.ndarray, chunk_size: int = 2**18, device: torch.device | str | None = None
-) -> np.ndarray:
-    """The field's rgb at points (P, 3) → (P, 3) uint8 (clipped to [0, 1] first)."""
-    device = torch.device(device or "cpu")
-    points_t = torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))
-    rgb = torch.cat([query_fn(chunk.to(device))["rgb"].float().cpu() for chunk in points_t.split(chunk_size)])
-    return (rgb.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).numpy()
+def query_colors(query_fn: QueryFn, points: torch.Tensor, chunk_size: int = 2**18) -> torch.Tensor:
+    """The field's rgb at points (P, 3), on their device → (P, 3) uint8 (clipped to [0, 1] first)."""
+    rgb = torch.cat([query_fn(chunk)["rgb"].float().to(points.device) for chunk in points.split(chunk_size)])
+    return (rgb.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
 
 
-def rotate_to_y_up(vertices: np.ndarray) -> np.ndarray:
+def rotate_to_y_up(vertices: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """−90° about x, the release's z-up → y-up conversion: (x, y, z) → (x, z, −y). A rotation, so winding is kept."""
-    return np.stack([vertices[:, 0], vertices[:, 2], -vertices[:, 1]], axis=1)
+    stack = torch.stack if isinstance(vertices, torch.Tensor) else np.stack
+    return stack([vertices[:, 0], vertices[:, 2], -vertices[:, 1]], 1)
 
 
-def _is_watertight(vertices: np.ndarray, faces: np.ndarray) -> bool:
-    return bool(trimesh.Trimesh(vertices, faces, process=False).is_watertight)
+def is_watertight(faces: torch.Tensor) -> bool:
+    """Every undirected edge is shared by exactly two faces (trimesh's definition)."""
+    if len(faces) == 0:
+        return False
+    edges = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2).sort(dim=1).values
+    _, counts = torch.unique(edges[:, 0] * (int(faces.max()) + 1) + edges[:, 1], return_counts=True)
+    return bool((counts == 2).all())
 
 
-def _surface_area(vertices: np.ndarray, faces: np.ndarray) -> float:
-    tri = vertices[faces]
-    return float(0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=-1).sum())
+def surface_area(vertices: torch.Tensor, faces: torch.Tensor) -> float:
+    tri = vertices[faces].double()
+    return float(0.5 * torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]).norm(dim=-1).sum())
+
+
+def _sync(device: torch.device) -> float:
+    """perf_counter after the device's queued work, so stage timings are real on asynchronous devices."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def extract_mesh(
@@ -199,33 +211,34 @@ def extract_mesh(
     bbox: (lo, hi), the same on every axis. y_up: apply the release's (x, y, z) → (x, z, −y). target_faces: decimate
     to at most this many faces before colouring. Raises EmptyMeshError when σ never crosses `level`.
     """
-    t0 = time.perf_counter()
+    device = torch.device(device or "cpu")
+    t0 = _sync(device)
     sigma = density_grid(query_fn, resolution, bbox, chunk_size, device)
-    t1 = time.perf_counter()
-    vertices, faces = marching_cubes(sigma, level, bbox)
-    t2 = time.perf_counter()
+    t1 = _sync(device)
+    vertices, faces = iso_surface(sigma, level, bbox)
+    del sigma
+    t2 = _sync(device)
     if target_faces is not None:
         vertices, faces = decimate(vertices, faces, target_faces)
-    t3 = time.perf_counter()
+    t3 = _sync(device)
     # Colour at the final vertex positions, so decimated meshes are coloured from the field too.
-    colors = query_colors(query_fn, vertices, chunk_size, device)
-    t4 = time.perf_counter()
+    colors = query_colors(query_fn, vertices, chunk_size)
+    t4 = _sync(device)
     if y_up:
         vertices = rotate_to_y_up(vertices)
-    stats = MeshStats(
-        vertices=len(vertices),
-        faces=len(faces),
-        watertight=_is_watertight(vertices, faces),
-        area=_surface_area(vertices, faces),
-    )
+    stats = MeshStats(vertices=len(vertices), faces=len(faces), watertight=is_watertight(faces),
+                      area=surface_area(vertices, faces))
+    mesh = Mesh(vertices.float().cpu().numpy(), faces.cpu().numpy(), colors.cpu().numpy(), stats)
+    t5 = time.perf_counter()
     stats.timings = {
         "density_s": t1 - t0,
         "marching_cubes_s": t2 - t1,
         "decimate_s": t3 - t2,
         "color_s": t4 - t3,
-        "total_s": time.perf_counter() - t0,
+        "finish_s": t5 - t4,
+        "total_s": t5 - t0,
     }
-    return Mesh(vertices.astype(np.float32), faces, colors, stats)
+    return mesh
 
 
 def save_mesh(mesh: Mesh, path: str | os.PathLike, overwrite: bool = False) -> Path:

@@ -733,7 +733,7 @@ class Bench:
             sync(self.device)
             t2 = time.perf_counter()
             parts = {"mesh_s": 0.0, "mesh_density_s": 0.0, "mesh_marching_cubes_s": 0.0, "mesh_color_s": 0.0,
-                     "glb_write_s": 0.0}
+                     "mesh_finish_s": 0.0, "glb_write_s": 0.0}
             faces, empty = [], 0
             for i in range(batch):
                 ta = time.perf_counter()
@@ -747,7 +747,7 @@ class Bench:
                 save_mesh(mesh, self.workdir / f"{task}-{i}.glb", overwrite=True)
                 parts["glb_write_s"] += time.perf_counter() - tb
                 parts["mesh_s"] += tb - ta
-                for key in ("density", "marching_cubes", "color"):
+                for key in ("density", "marching_cubes", "color", "finish"):
                     parts[f"mesh_{key}_s"] += mesh.stats.timings[f"{key}_s"]
                 faces.append(mesh.stats.faces)
             total = time.perf_counter() - t0

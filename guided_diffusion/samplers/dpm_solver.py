@@ -32,7 +32,7 @@ class DPMSolverPP2M(SigmaGridSampler):
         return super().init(noise)
 
     def step(self, fn: Guided, i: int, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        sigmas = self.sigmas_on(x.device)
+        sigmas = self.table_on("sigmas", x.device)
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         denoised = fn(x, batch_time(sigma, x))
         previous, self._previous = self._previous, denoised

@@ -26,7 +26,7 @@ class EulerEDM(SigmaGridSampler):
         super().__init__(process, released_timesteps(process.num_timesteps, num_steps).flip(0))
 
     def step(self, fn: Guided, i: int, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        sigmas = self.sigmas_on(x.device)
+        sigmas = self.table_on("sigmas", x.device)
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         denoised = fn(x, batch_time(sigma, x))
         d = (x - denoised) / sigma

@@ -35,7 +35,8 @@ class FlowEuler(FixedStepSampler):
         self.times = torch.linspace(0, 1, num_steps + 1)
 
     def step(self, fn: Guided, i: int, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        t, t_next = self.times[i].to(x.device), self.times[i + 1].to(x.device)
+        times = self.table_on("times", x.device)
+        t, t_next = times[i], times[i + 1]
         return x + (t_next - t) * fn(x, batch_time(t, x))
 
 
@@ -47,7 +48,8 @@ class FlowHeun(FixedStepSampler):
         self.times = torch.linspace(0, 1, num_steps + 1)
 
     def step(self, fn: Guided, i: int, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        t, t_next = self.times[i].to(x.device), self.times[i + 1].to(x.device)
+        times = self.table_on("times", x.device)
+        t, t_next = times[i], times[i + 1]
         h = t_next - t
         v = fn(x, batch_time(t, x))
         v_next = fn(x + h * v, batch_time(t_next, x))

@@ -20,7 +20,8 @@ class FlowEulerMaruyama(FixedStepSampler):
         self.times = torch.linspace(0, 1, num_steps + 1)
 
     def step(self, fn: Guided, i: int, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        t, t_next = self.times[i].to(x.device), self.times[i + 1].to(x.device)
+        times = self.table_on("times", x.device)
+        t, t_next = times[i], times[i + 1]
         h = t_next - t
         time = batch_time(t, x)
         v = fn(x, time)

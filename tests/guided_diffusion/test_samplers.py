@@ -163,3 +163,21 @@ def test_guided_gaussian_sampling_moves_the_mean_by_the_scale():
     x = sample(gaussian_eps_network(process), process, noise, context, sampler="dpm_solver_pp", num_steps=20,
                guidance_scale=3.0)
     assert (x - _ode_map(noise, 0.6, process.sigmas[-1].item())).abs().max() < 0.05
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", [s for s in Sampler if s is not Sampler.DOPRI5])
+def test_fixed_step_samplers_never_block_the_host_on_cuda(name):
+    """Every step reads its σ / time values from a device copy of the grid: with CUDA graphs a per-step host-to-device
+    copy would stall the host at every replay. Sync debug mode turns any blocking operation into an error."""
+    process = DDPM() if Sampler(name) in DDPM_SAMPLERS else FlowMatching()
+    sampler = build_sampler(name, process, num_steps=8)
+    noise = torch.randn(2, 4, 8, 8, device="cuda")
+    sampler.run(lambda x, t: 0.5 * x, noise)  # warm-up: the one-time grid copies
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = sampler.run(lambda x, t: 0.5 * x + t[:, None, None, None], noise)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(out).all()
