@@ -19,7 +19,7 @@ from checkpoints.loader import LoadedModels, load_models
 from guided_diffusion.config import DiffusionConfig, Process, build_process, from_diffusion_latent
 from guided_diffusion.samplers import DDPM_SAMPLERS, Sampler, sample
 from nsr.cameras import turntable
-from nsr.mesh import EmptyMeshError, Mesh, extract_mesh, save_mesh
+from nsr.mesh import DEFAULT_CHUNK, EmptyMeshError, Mesh, extract_mesh, save_mesh
 from nsr.vae import TriplaneVAE
 from utils.media import compose_rgb_depth, write_image, write_json_record, write_video
 
@@ -40,7 +40,7 @@ class GenerationSettings:
     video_formats: tuple[str, ...] = ("mp4", "gif")
     mesh_resolution: int = 192
     mesh_level: float = 10.0
-    mesh_chunk: int = 2**18
+    mesh_chunk: int = DEFAULT_CHUNK
     mesh_formats: tuple[str, ...] = ("glb", "obj", "ply")
     mesh_faces: int | None = None  # decimate to at most this many faces
 
@@ -177,7 +177,7 @@ def turntable_frames(vae: TriplaneVAE, triplane: torch.Tensor, views: int, resol
 
 @torch.no_grad()
 def triplane_mesh(vae: TriplaneVAE, triplane: torch.Tensor, resolution: int = 192, level: float = 10.0,
-                  chunk: int = 2**18, faces: int | None = None) -> Mesh:
+                  chunk: int = DEFAULT_CHUNK, faces: int | None = None) -> Mesh:
     """Marching-cubes mesh of triplane `(1, 3F, R, R)` over the renderer's sampling box (`nsr.mesh.extract_mesh`)."""
     half = vae.config.renderer.sample_bbox or vae.config.renderer.box_warp / 2
 

@@ -96,7 +96,7 @@ def case_triangles(case: int) -> list[tuple[int, int, int]]:
     return triangles
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def build_case_table() -> tuple[torch.Tensor, torch.Tensor]:
     """→ table `(256, T, 3)` int64 of edge indices (rows padded with −1) and counts `(256,)` int64."""
     per_case = [case_triangles(case) for case in range(256)]

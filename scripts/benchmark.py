@@ -54,7 +54,7 @@ from ldm.registry import build_conditioner
 from ldm.text import CLIPTextConditioner
 from nsr.cameras import turntable
 from nsr.config import vae_config
-from nsr.mesh import EmptyMeshError, save_mesh
+from nsr.mesh import DEFAULT_CHUNK, EmptyMeshError, save_mesh
 from nsr.rendering.field_mlp import EqualizedLinear
 from nsr.rendering.patches import PatchLayout
 from nsr.trainer import VAETrainingForward, encoder_resolution, preset_train_config, vae_param_groups
@@ -1075,7 +1075,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="measured runs per configuration (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="unmeasured runs first (compilation happens here)")
     p.add_argument("--mesh-resolution", type=int, default=256)
-    p.add_argument("--mesh-chunks", type=comma_list(int), default=[2**18],
+    p.add_argument("--mesh-chunks", type=comma_list(int), default=[DEFAULT_CHUNK],
                    help="points per field query; the mesh stage runs each, end to end uses the first")
     p.add_argument("--render-resolution", type=int, default=256)
     p.add_argument("--render-views", type=int, default=24)

@@ -165,6 +165,7 @@ def test_guided_gaussian_sampling_moves_the_mean_by_the_scale():
     assert (x - _ode_map(noise, 0.6, process.sigmas[-1].item())).abs().max() < 0.05
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", [s for s in Sampler if s is not Sampler.DOPRI5])
 def test_fixed_step_samplers_never_block_the_host_on_cuda(name):

@@ -129,6 +129,7 @@ def test_dtype_and_empty_and_bad_shape():
         marching_cubes(torch.zeros(4, 4), 0.0)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     field = torch.from_numpy(_closed_random_field(0, smooth=1.0)).float()

@@ -30,7 +30,7 @@ CENTRE = torch.tensor([0.1, -0.08, 0.05])
 
 def sphere_field(points: torch.Tensor) -> dict[str, torch.Tensor]:
     """SDF-like density: σ = 10 + 100·(R − ‖p − c‖), so the level-10 surface is the sphere; rgb encodes position."""
-    r = (points - CENTRE).norm(dim=-1, keepdim=True)
+    r = (points - CENTRE.to(points.device)).norm(dim=-1, keepdim=True)
     return {"sigma": 10.0 + 100.0 * (RADIUS - r), "rgb": (points + 0.5).clamp(0, 1)}
 
 
@@ -158,3 +158,13 @@ def test_chamfer_and_f_score_analytic():
     assert f_score(grid, shifted, 0.15)["f"] == 1.0
     half = f_score(grid, grid[: len(grid) // 2], 0.01)
     assert half["recall"] == 1.0 and half["precision"] == pytest.approx(62 / 125)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_extraction_on_cuda_matches_cpu(sphere_mesh):
+    mesh = extract_mesh(sphere_field, resolution=64, y_up=False, device="cuda")
+    np.testing.assert_array_equal(mesh.faces, sphere_mesh.faces)
+    np.testing.assert_allclose(mesh.vertices, sphere_mesh.vertices, atol=1e-6)
+    assert np.abs(mesh.colors.astype(int) - sphere_mesh.colors.astype(int)).max() <= 1
+    assert mesh.stats.watertight
