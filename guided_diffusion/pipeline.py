@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from checkpoints.loader import LoadedModels, load_models
+from guided_diffusion.acceleration import Acceleration, accelerate
 from guided_diffusion.config import DiffusionConfig, Process, build_process, from_diffusion_latent
 from guided_diffusion.samplers import DDPM_SAMPLERS, Sampler, sample
 from nsr.cameras import turntable
@@ -68,18 +69,26 @@ def _sync(device: torch.device) -> None:
 
 
 class Pipeline:
-    def __init__(self, models: LoadedModels, device: torch.device):
+    """acceleration: how the denoiser runs (`guided_diffusion.acceleration`); the accelerated forward lives as long
+    as the pipeline, so its graphs and compilation are reused by every later call."""
+
+    def __init__(self, models: LoadedModels, device: torch.device,
+                 acceleration: Acceleration | str = Acceleration.EAGER):
         self.models = models
         self.device = device
         self.task = models.task
         self.process = build_process(models.stage2.diffusion)
         self.diffusion = models.stage2.diffusion
+        self.acceleration = Acceleration(acceleration)
+        self.denoiser = accelerate(models.denoiser, self.acceleration, device)
 
     @classmethod
     def from_checkpoint(cls, ckpt: str | os.PathLike | None = None, task: str = "t23d",
-                        device: str | torch.device = "cpu", **conditioner_kwargs) -> Pipeline:
+                        device: str | torch.device = "cpu", acceleration: Acceleration | str = Acceleration.EAGER,
+                        **conditioner_kwargs) -> Pipeline:
         device = torch.device(device)
-        return cls(load_models(ckpt, task, device, **conditioner_kwargs), device)
+        accelerate(torch.nn.Identity(), acceleration, device)  # a bad mode fails before the slow model load
+        return cls(load_models(ckpt, task, device, **conditioner_kwargs), device, acceleration)
 
     @property
     def samplers(self) -> list[str]:
@@ -129,7 +138,7 @@ class Pipeline:
             context = {k: v.to(self.device) for k, v in context.items()}
             noise = torch.cat([self._noise(1, s.seed + j) for _, j in chunk])
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-                x = sample(self.models.denoiser, self.process, noise, context, sampler=s.sampler,
+                x = sample(self.denoiser, self.process, noise, context, sampler=s.sampler,
                            num_steps=s.steps, guidance_scale=s.cfg_scale,
                            uncond=self.models.conditioner.null_condition(len(chunk), self.device))
             out.append(from_diffusion_latent(x.float(), self.diffusion.latent_divider))
@@ -238,6 +247,9 @@ def export_object(pipeline: Pipeline, obj: GeneratedObject, out_dir: str | os.Pa
         "checkpoint": pipeline.models.source,
         "task": pipeline.task,
         "settings": asdict(s),
+        "acceleration": pipeline.acceleration.value,
+        **({"acceleration_fallback": pipeline.denoiser.fallback} if getattr(pipeline.denoiser, "fallback", None)
+           else {}),
         "latent": latent_fingerprint(obj.latent),
         "mesh": mesh_record,
         "timings_s": obj.timings,

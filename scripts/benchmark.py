@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from checkpoints.loader import LoadedModels, load_models
+from guided_diffusion.acceleration import Acceleration, GuardedForward, accelerate
 from guided_diffusion.config import Process, build_denoiser, build_process, preset
 from guided_diffusion.pipeline import GenerationSettings, Pipeline, samplers_for, triplane_mesh, turntable_frames
 from guided_diffusion.trainer import Stage2Model
@@ -65,7 +66,7 @@ from utils.training import autocast, build_adamw, clip_gradients
 # The order of `--stages all`: the quick stages first, so that a time budget cuts the long generation sweeps last.
 STAGES = ("vae-decode", "render", "mesh", "train-dit", "train-vae", "t23d", "i23d")
 PRESET_SIZES = ("release", "small", "tiny")
-VARIANTS = ("reduce-overhead", "cudagraphs")
+VARIANTS = tuple(a.value for a in Acceleration if a is not Acceleration.EAGER)
 # Sampler groups per diffusion process: the released samplers and the fast ones, with their step counts.
 SAMPLER_GROUPS = {
     "released": {Process.DDPM: [("euler_edm", 250)], Process.FLOW_MATCHING: [("dopri5", 250)]},
@@ -418,84 +419,6 @@ class Models:
 # Denoiser variants and probes
 
 
-class CUDAGraphForward:
-    """The eager forward captured in CUDA graphs, one per input signature (shapes and dtypes of x, t and every
-    context tensor): a step is then one graph launch instead of thousands of kernel launches. Inputs are copied into
-    the graph's static tensors; the output is cloned because the next replay overwrites it. Each graph has its own
-    memory pool, so graphs of different shapes can be replayed in any order."""
-
-    def __init__(self, module: nn.Module):
-        self.module = module
-        self.graphs: dict[tuple, tuple] = {}
-
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, context: dict) -> torch.Tensor:
-        key = tuple((k, tuple(v.shape), v.dtype) for k, v in [("x", x), ("t", t), *sorted(context.items())])
-        if key not in self.graphs:
-            self.graphs[key] = self._capture(x, t, context)
-        graph, (sx, st, sctx), out = self.graphs[key]
-        sx.copy_(x)
-        st.copy_(t)
-        for k, v in context.items():
-            sctx[k].copy_(v)
-        graph.replay()
-        return out.clone()
-
-    def _capture(self, x, t, context):
-        static = (x.clone(), t.clone(), {k: v.clone() for k, v in context.items()})
-        # Autocast's weight-cast cache must be off while capturing: cached casts would live outside the graph's
-        # memory pool and be freed when the caller's autocast region ends. The casts are replayed instead.
-        with torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"),
-                            enabled=torch.is_autocast_enabled("cuda"), cache_enabled=False):
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):  # warm-up off the capture: cuBLAS workspaces, kernel selection
-                for _ in range(2):
-                    self.module(*static)
-            torch.cuda.current_stream().wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                out = self.module(*static)
-        return graph, static, out
-
-
-class CompiledForward:
-    """`torch.compile(mode="reduce-overhead")`: Inductor kernels replayed from CUDA graphs. The batch dimension is
-    marked dynamic, so batch sizes 1 and 4 share one compilation (a release-size DiT takes on the order of a
-    minute to compile) and differ only in their recorded graphs. Each call starts a new cudagraph step and clones
-    the output, which the next replay overwrites."""
-
-    def __init__(self, module: nn.Module):
-        self.compiled = torch.compile(module, mode="reduce-overhead")
-
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, context: dict) -> torch.Tensor:
-        for tensor in (x, t, *context.values()):
-            torch._dynamo.maybe_mark_dynamic(tensor, 0)
-        torch.compiler.cudagraph_mark_step_begin()
-        return self.compiled(x, t, context).clone()
-
-
-class GuardedForward:
-    """An optimised forward, built on first use by `build`, that falls back to eager for good on its first failure,
-    recording why. Compilation and graph capture fail in many ways (missing toolchain, unsupported ops,
-    capture-illegal syncs), raised when building or at the first call of a new shape, so any exception is caught."""
-
-    def __init__(self, build: Callable[[], Callable], eager: Callable):
-        self.build, self.eager = build, eager
-        self.optimised: Callable | None = None
-        self.fallback: str | None = None
-
-    def __call__(self, *args):
-        if self.fallback is None:
-            try:
-                if self.optimised is None:
-                    self.optimised = self.build()
-                return self.optimised(*args)
-            except Exception as err:  # any failure: see the class docstring
-                self.fallback = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:300]}"
-                print(f"warning: optimised denoiser failed, falling back to eager ({self.fallback})", file=sys.stderr)
-        return self.eager(*args)
-
-
 class DenoiserProbe:
     """Stands in for the denoiser inside the pipeline: counts forward calls and the batch rows they process (with
     CFG one call carries the conditional and unconditional rows), under the benchmark's autocast."""
@@ -649,11 +572,7 @@ class Bench:
     def forward_for(self, task: str, variant: str, denoiser: nn.Module) -> Callable:
         key = (task, variant)
         if key not in self.forwards:
-            if variant == "eager":
-                self.forwards[key] = denoiser
-            else:
-                kind = CompiledForward if variant == "reduce-overhead" else CUDAGraphForward
-                self.forwards[key] = GuardedForward(functools.partial(kind, denoiser), denoiser)
+            self.forwards[key] = accelerate(denoiser, variant, self.device)
         return self.forwards[key]
 
     def samplers(self, models: LoadedModels) -> list[tuple[str, int | None]]:

@@ -21,11 +21,13 @@ import uuid
 from pathlib import Path
 
 import gradio as gr
+import torch
 from safetensors import safe_open
 
 from checkpoints.convert.dit import JOINT_PREFIX
 from checkpoints.hub import resolve_checkpoint
 from checkpoints.loader import TASKS
+from guided_diffusion.acceleration import Acceleration, accelerate
 from guided_diffusion.cli import USER_ERRORS, error_line, pick_device, slug
 from guided_diffusion.config import Stage2Config, preset
 from guided_diffusion.pipeline import GenerationSettings, Pipeline, export_object, samplers_for
@@ -59,6 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--queue-size", type=int, default=16, help="requests that may wait; more are turned away")
     parser.add_argument("--video-views", type=int, default=GenerationSettings.video_views)
     parser.add_argument("--video-resolution", type=int, default=GenerationSettings.video_resolution)
+    parser.add_argument("--compile", default=Acceleration.EAGER.value, choices=[a.value for a in Acceleration],
+                        help="denoiser acceleration; a server gains most from cudagraphs (CUDA) or reduce-overhead")
     return parser.parse_args(argv)
 
 
@@ -86,9 +90,12 @@ def stage2_config(ckpt: Path, task: str) -> Stage2Config:
 class Backend:
     """The models (loaded lazily, once per task) and one request's work: generate, export, summarise."""
 
-    def __init__(self, ckpt: str | None, device: str, output_dir: Path, video_views: int, video_resolution: int):
+    def __init__(self, ckpt: str | None, device: str, output_dir: Path, video_views: int, video_resolution: int,
+                 acceleration: str = Acceleration.EAGER.value):
         self.ckpt = ckpt
         self.device = pick_device(device)
+        accelerate(torch.nn.Identity(), acceleration, self.device)  # a mode the device cannot run fails at start
+        self.acceleration = acceleration
         self.output_dir = output_dir
         self.video = {"video_views": video_views, "video_resolution": video_resolution}
         self._pipelines: dict[str, Pipeline] = {}
@@ -98,7 +105,7 @@ class Backend:
         with self._lock:
             if task not in self._pipelines:
                 t0 = time.perf_counter()
-                self._pipelines[task] = Pipeline.from_checkpoint(self.ckpt, task, self.device)
+                self._pipelines[task] = Pipeline.from_checkpoint(self.ckpt, task, self.device, self.acceleration)
                 log.info("loaded the %s model in %.1f s", task, time.perf_counter() - t0)
             return self._pipelines[task]
 
@@ -295,7 +302,8 @@ def main(argv=None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own health checks, one line per request
     try:
         available = task_availability(args.ckpt)
-        backend = Backend(args.ckpt, args.device, args.output_dir, args.video_views, args.video_resolution)
+        backend = Backend(args.ckpt, args.device, args.output_dir, args.video_views, args.video_resolution,
+                          args.compile)
         args.output_dir.mkdir(parents=True, exist_ok=True)
         demo = build_demo(backend, available)
         demo.queue(max_size=args.queue_size, default_concurrency_limit=1)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
+import torch
 import pytest
 import trimesh
 
@@ -63,7 +64,7 @@ def check_outputs(out: Path, record: dict, task: str) -> None:
     stem = record["files"]["mp4"].removesuffix(".mp4")
     for ext in ALL_OUTPUTS:
         assert (out / f"{stem}.{ext}").stat().st_size > 0, ext
-    assert record["task"] == task
+    assert record["task"] == task and record["acceleration"] == "eager" and "acceleration_fallback" not in record
     assert record["checkpoint"] == str(Path(record["checkpoint"]))
     assert set(record["settings"]) == {f.name for f in fields(GenerationSettings)}
     assert record["settings"]["steps"] == 2 and record["settings"]["seed"] == 0
@@ -243,6 +244,14 @@ def test_unknown_sampler_is_one_line_exit_2(tmp_path, fast, capsys):
                                       "choose one of dopri5, euler, heun, euler_maruyama")
 
 
+def test_cuda_graphs_without_cuda_is_one_line_exit_2(tmp_path, fast, capsys):
+    argv = ["--prompt", PROMPT, "--out", str(tmp_path / "out"), *fast, "--device", "cpu", "--compile", "cudagraphs"]
+    assert sample_t23d.main(argv) == 2
+    assert one_error_line(capsys) == ("error: --compile cudagraphs needs a CUDA device, not cpu; "
+                                      "use --compile eager or reduce-overhead")
+    assert not (tmp_path / "out").exists()
+
+
 def test_list_samplers(tmp_path, fast, capsys):
     assert sample_i23d.main(["--out", str(tmp_path / "out"), *fast, "--list-samplers"]) == 0
     assert capsys.readouterr().out == "dopri5 euler heun euler_maruyama\n"
@@ -278,3 +287,12 @@ def test_launcher_passes_its_arguments(tmp_path, tiny_pipeline_dir, small_settin
     assert record["checkpoint"] == str(tiny_pipeline_dir) and record["settings"]["video_views"] == 4
     for name in ("sample_t23d.sh", "gradio_app.sh"):
         assert subprocess.run(["bash", "-n", f"shell_scripts/inference/{name}"], cwd=REPO).returncode == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graphs_give_the_eager_latent(tmp_path, fast):
+    eager = run_t23d(tmp_path / "eager", fast, "--device", "cuda")
+    graphed = run_t23d(tmp_path / "graphs", fast, "--device", "cuda", "--compile", "cudagraphs")
+    assert graphed["acceleration"] == "cudagraphs" and "acceleration_fallback" not in graphed
+    assert graphed["latent"]["sha256"] == eager["latent"]["sha256"]
