@@ -15,8 +15,8 @@ from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
-import torch
 import pytest
+import torch
 import trimesh
 
 from guided_diffusion.pipeline import GenerationSettings
