@@ -19,7 +19,9 @@ from utils.checkpoint import CheckpointError
 
 # Errors a user can cause and fix; they end the program with one line instead of a traceback.
 # Internal failures (RuntimeError from a kernel, KeyError from a bug) keep their traceback on purpose.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, CheckpointError)
+# ImportError: an optional package a chosen output needs is missing (its message names the package).
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, CheckpointError,
+                                                ImportError)
 
 
 def add_generation_args(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +49,15 @@ def add_generation_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mesh-level", type=float, default=d.mesh_level, help="iso-level on raw density")
     parser.add_argument("--mesh-faces", type=int, default=None, help="decimate meshes to at most this many faces")
     parser.add_argument("--chunk-size", type=int, default=d.mesh_chunk, help="points per field query")
+    parser.add_argument("--video-formats", type=format_list, default=d.video_formats,
+                        help=f"comma list of turntable files to write, from {','.join(d.video_formats)}")
+    parser.add_argument("--mesh-formats", type=format_list, default=d.mesh_formats,
+                        help=f"comma list of mesh files to write, from {','.join(d.mesh_formats)}")
+
+
+def format_list(text: str) -> tuple[str, ...]:
+    """'mp4, GIF' → ('mp4', 'gif'); which names are valid is checked by `Pipeline.resolve`."""
+    return tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()))
 
 
 def settings_from_args(args: argparse.Namespace) -> GenerationSettings:

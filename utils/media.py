@@ -157,16 +157,22 @@ def write_video(
     with atomic_output(path, overwrite) as tmp:
         if suffix == ".mp4":
             # macro_block_size=1 stops imageio from rescaling to multiples of 16; we already made the size even.
-            writer = imageio.get_writer(
-                tmp,
-                format="FFMPEG",
-                mode="I",
-                fps=fps,
-                codec="libx264",
-                pixelformat="yuv420p",
-                macro_block_size=1,
-                ffmpeg_log_level="error",
-            )
+            try:
+                writer = imageio.get_writer(
+                    tmp,
+                    format="FFMPEG",
+                    mode="I",
+                    fps=fps,
+                    codec="libx264",
+                    pixelformat="yuv420p",
+                    macro_block_size=1,
+                    ffmpeg_log_level="error",
+                )
+            except ImportError:
+                raise ImportError(
+                    f"writing {path.name} needs the imageio-ffmpeg package: run `bash scripts/install.sh` or "
+                    "`pip install imageio-ffmpeg`, or write only GIFs (--video-formats gif)"
+                ) from None
             with writer:
                 for frame in frames:
                     writer.append_data(_pad_even(frame))

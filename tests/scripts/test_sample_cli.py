@@ -160,6 +160,31 @@ def test_every_flag_takes_effect(tmp_path, fast):
     with imageio.get_reader(out / fps["files"]["mp4"], format="FFMPEG") as reader:
         assert reader.get_meta_data()["fps"] == 5
 
+    only = run_t23d(tmp_path / "only", fast, "--video-formats", "GIF", "--mesh-formats", ".glb, glb")
+    assert only["settings"]["video_formats"] == ["gif"] and only["settings"]["mesh_formats"] == ["glb"]
+    assert set(only["files"]) == {"gif", "png", "glb"}
+    assert sorted(p.suffix for p in (tmp_path / "only").iterdir()) == [".gif", ".glb", ".json", ".png"]
+
+
+def test_unknown_output_format_is_one_line_exit_2(tmp_path, fast, capsys):
+    argv = ["--prompt", PROMPT, "--out", str(tmp_path / "out"), *fast, "--video-formats", "mp4,avi"]
+    assert sample_t23d.main(argv) == 2
+    assert one_error_line(capsys) == "error: unknown --video-formats entry 'avi'; choose from mp4, gif"
+
+
+def test_missing_ffmpeg_plugin_is_one_line_exit_2(tmp_path, fast, capsys, monkeypatch):
+    import utils.media
+
+    def no_plugin(*args, **kwargs):
+        raise ImportError("The `FFMPEG` plugin is not installed.")
+
+    monkeypatch.setattr(utils.media.imageio, "get_writer", no_plugin)
+    assert sample_t23d.main(["--prompt", PROMPT, "--out", str(tmp_path / "out"), *fast]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar the run had started
+    assert line.startswith("error: writing a_red_chair") and line.endswith(
+        ".mp4 needs the imageio-ffmpeg package: run `bash scripts/install.sh` or `pip install imageio-ffmpeg`, "
+        "or write only GIFs (--video-formats gif)")
+
 
 def test_num_samples_use_consecutive_seeds(tmp_path, fast):
     out = tmp_path / "out"
