@@ -76,8 +76,10 @@ def _lookup(metrics: dict, path: tuple[str, ...]) -> float | None:
 def run_name(task: str, task_metrics: dict) -> str:
     if task == "vae":
         return "vae"
-    steps = task_metrics.get("steps")
-    return f"{task_metrics.get('sampler')} {steps if steps is not None else ''} · CFG {task_metrics.get('cfg_scale')}"
+    sampler = task_metrics.get("sampler")
+    # dopri5 chooses its own steps; its `steps` only sets the output grid
+    steps = "(adaptive)" if sampler == "dopri5" else task_metrics.get("steps")
+    return f"{sampler} {steps} · CFG {task_metrics.get('cfg_scale')}"
 
 
 def compare(runs: dict[str, dict]) -> dict[str, dict[str, dict[str, float | str | None]]]:

@@ -33,6 +33,8 @@ def test_rows_deltas_and_markdown(script, tmp_path, capsys):
     assert fast["Δ s / sample"] == pytest.approx(-14.5)
     assert "Δ category %" not in rows["euler_edm 250 · CFG 3.0"]
     assert list(tables["i23d"]) == ["heun 25 · CFG 4.0"] and tables["i23d"]["heun 25 · CFG 4.0"]["COV %"] is None
+    dopri5 = {"sampler": "dopri5", "steps": 25, "cfg_scale": 4.0}
+    assert compare.run_name("i23d", dopri5) == "dopri5 (adaptive) · CFG 4.0"
 
     out = tmp_path / "cmp.md"
     assert compare.main([str(edm), str(dpm), "--out", str(out)]) == 0
