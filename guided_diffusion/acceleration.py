@@ -105,20 +105,26 @@ class GuardedForward:
         return self.eager(*args)
 
 
-def accelerate(denoiser: nn.Module, mode: Acceleration | str, device: torch.device | str) -> Callable:
-    """The denoiser itself for `eager`, else a `GuardedForward` that builds the chosen acceleration on first use.
-
-    Raises ValueError for an unknown mode, or for `cudagraphs` off CUDA. `reduce-overhead` elsewhere is a plain
-    `torch.compile` (it needs a C++ compiler on a CPU; without one it falls back to eager)."""
+def check_acceleration(mode: Acceleration | str, device: torch.device | str) -> Acceleration:
+    """`mode` as an `Acceleration`, checked against `device` before anything slow is loaded. Raises ValueError for an
+    unknown mode, or for `cudagraphs` off CUDA. `reduce-overhead` elsewhere is a plain `torch.compile` (it needs a
+    C++ compiler on a CPU; without one it falls back to eager)."""
     try:
         mode = Acceleration(mode)
     except ValueError:
         raise ValueError(f"unknown --compile mode {mode!r}; choose from "
                          f"{', '.join(a.value for a in Acceleration)}") from None
-    if mode is Acceleration.EAGER:
-        return denoiser
     if mode is Acceleration.CUDA_GRAPHS and torch.device(device).type != "cuda":
         raise ValueError(f"--compile cudagraphs needs a CUDA device, not {torch.device(device).type}; "
                          f"use --compile eager or reduce-overhead")
+    return mode
+
+
+def accelerate(denoiser: nn.Module, mode: Acceleration | str, device: torch.device | str) -> Callable:
+    """The denoiser itself for `eager`, else a `GuardedForward` that builds the chosen acceleration on first use
+    (`check_acceleration` says which modes a device accepts)."""
+    mode = check_acceleration(mode, device)
+    if mode is Acceleration.EAGER:
+        return denoiser
     kind = CompiledForward if mode is Acceleration.REDUCE_OVERHEAD else CUDAGraphForward
     return GuardedForward(functools.partial(kind, denoiser), denoiser)

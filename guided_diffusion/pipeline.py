@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from checkpoints.loader import LoadedModels, load_models
-from guided_diffusion.acceleration import Acceleration, accelerate
+from guided_diffusion.acceleration import Acceleration, accelerate, check_acceleration
 from guided_diffusion.config import DiffusionConfig, Process, build_process, from_diffusion_latent
 from guided_diffusion.samplers import DDPM_SAMPLERS, Sampler, sample
 from nsr.cameras import turntable
@@ -82,7 +82,7 @@ class Pipeline:
         self.task = models.task
         self.process = build_process(models.stage2.diffusion)
         self.diffusion = models.stage2.diffusion
-        self.acceleration = Acceleration(acceleration)
+        self.acceleration = check_acceleration(acceleration, device)
         self.denoiser = accelerate(models.denoiser, self.acceleration, device)
 
     @classmethod
@@ -90,7 +90,7 @@ class Pipeline:
                         device: str | torch.device = "cpu", acceleration: Acceleration | str = Acceleration.EAGER,
                         **conditioner_kwargs) -> Pipeline:
         device = torch.device(device)
-        accelerate(torch.nn.Identity(), acceleration, device)  # a bad mode fails before the slow model load
+        check_acceleration(acceleration, device)  # a bad mode fails before the slow model load
         return cls(load_models(ckpt, task, device, **conditioner_kwargs), device, acceleration)
 
     @property

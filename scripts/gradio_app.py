@@ -21,13 +21,12 @@ import uuid
 from pathlib import Path
 
 import gradio as gr
-import torch
 from safetensors import safe_open
 
 from checkpoints.convert.dit import JOINT_PREFIX
 from checkpoints.hub import resolve_checkpoint
 from checkpoints.loader import TASKS
-from guided_diffusion.acceleration import Acceleration, accelerate
+from guided_diffusion.acceleration import Acceleration, check_acceleration
 from guided_diffusion.cli import USER_ERRORS, error_line, pick_device, slug
 from guided_diffusion.config import Stage2Config, preset
 from guided_diffusion.pipeline import GenerationSettings, Pipeline, export_object, samplers_for
@@ -94,7 +93,7 @@ class Backend:
                  acceleration: str = Acceleration.EAGER.value):
         self.ckpt = ckpt
         self.device = pick_device(device)
-        accelerate(torch.nn.Identity(), acceleration, self.device)  # a mode the device cannot run fails at start
+        check_acceleration(acceleration, self.device)  # a mode the device cannot run fails at start-up
         self.acceleration = acceleration
         self.output_dir = output_dir
         self.video = {"video_views": video_views, "video_resolution": video_resolution}
