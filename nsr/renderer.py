@@ -15,7 +15,7 @@ from nsr.cameras import rays_from_uv
 from nsr.config import RendererConfig
 from nsr.rendering.field_mlp import FieldMLP
 from nsr.rendering.patches import PatchLayout
-from nsr.rendering.planes import sample_triplane
+from nsr.rendering.planes import mean_plane_features
 from nsr.rendering.ray_box import auto_ray_range
 from nsr.rendering.ray_marcher import composite, finish
 from nsr.rendering.sampling import importance_depths, stratified_depths
@@ -37,7 +37,7 @@ class TriplaneRenderer(nn.Module):
         return triplane.float().unflatten(1, (3, -1))
 
     def _field(self, planes: torch.Tensor, points: torch.Tensor, filter_box: bool):
-        sigma, color = self.field(sample_triplane(planes, points, self.cfg.box_warp))
+        sigma, color = self.field(mean_plane_features(planes, points, self.cfg.box_warp))
         if filter_box and self.cfg.sample_bbox is not None:
             inside = (points.abs() <= self.cfg.sample_bbox).all(-1, keepdim=True)
             sigma = torch.where(inside, sigma, torch.full_like(sigma, _EMPTY_DENSITY))

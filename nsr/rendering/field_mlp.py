@@ -1,4 +1,6 @@
 """The triplane field MLP: mean of the three plane features → density (raw) and colour features (spec §2.6 step 4).
+
+The mean over the planes is taken by the lookup (`nsr.rendering.planes.mean_plane_features`), where it fuses.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ class FieldMLP(nn.Module):
         self.fc1 = EqualizedLinear(in_features, hidden)
         self.fc2 = EqualizedLinear(hidden, 1 + out_features)
 
-    def forward(self, plane_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """plane_features `(B, 3, M, C)` → sigma `(B, M, 1)`, colour `(B, M, F)` in (−0.001, 1.001)."""
-        out = self.fc2(F.softplus(self.fc1(plane_features.mean(dim=1))))
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean plane features `(B, M, C)` → sigma `(B, M, 1)`, colour `(B, M, F)` in (−0.001, 1.001)."""
+        out = self.fc2(F.softplus(self.fc1(features)))
         return out[..., :1], torch.sigmoid(out[..., 1:]) * 1.002 - 0.001

@@ -25,7 +25,7 @@ class ConstantField(nn.Module):
         self.sigma, self.color = sigma, torch.tensor(color)
 
     def forward(self, feats):
-        b, _, m, _ = feats.shape
+        b, m, _ = feats.shape  # mean plane features (B, M, C)
         return torch.full((b, m, 1), self.sigma), self.color.expand(b, m, 3)
 
 
@@ -37,7 +37,7 @@ class StepField(nn.Module):
         self.z0, self.color = z0, torch.tensor(color)
 
     def forward(self, feats):
-        z = feats.mean(dim=1)[..., :1] * 1.5  # plane 0 is zero, planes 1 and 2 hold z
+        z = feats[..., :1] * 1.5  # plane 0 is zero, planes 1 and 2 hold z
         b, m, _ = z.shape
         return 1e5 * (self.z0 - z), self.color.expand(b, m, 3)
 
@@ -183,7 +183,7 @@ def test_query_returns_raw_field_without_box_filter():
     tri = torch.randn(1, 3, RES, RES)
     points = torch.tensor([[[0.0, 0.0, 0.0], [0.44, 0.0, 0.1], [0.8, 0.0, 0.0]]])  # last one is outside the box
     out = r.query(tri, points, chunk=2)
-    sigma, color = r.field(sample_triplane(tri.unflatten(1, (3, -1)), points, 0.9))
+    sigma, color = r.field(sample_triplane(tri.unflatten(1, (3, -1)), points, 0.9).mean(1))
     torch.testing.assert_close(out["sigma"], sigma)
     torch.testing.assert_close(out["rgb"], color)
     assert float(out["sigma"][0, 2].detach()) > -1e30
