@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 
 from datasets.collate import collate_samples
 from nsr.config import vae_config
@@ -87,6 +86,7 @@ class VAETrainConfig:
     keep_last: int = 3
     log_interval: int = 50
     num_workers: int = 4
+    data_on_device: bool = False  # fill a `DeviceViewBank` once (procedural objects or the store) and batch on it
     device: str = "auto"
     seed: int = 0
     bf16: bool = False  # bf16 autocast on GPU; the release trained in fp32
@@ -245,8 +245,12 @@ class VAETrainer:
                              f"pass --disc-weight 0")
 
     def _build_dataset(self):
+        """The data source: a `MultiViewDataset` (CPU workers) or, with `data_on_device`, a `DeviceViewBank`."""
+        from datasets.device_bank import DeviceViewBank, bank_summary
         from datasets.multiview import MultiViewConfig, MultiViewDataset
-        from datasets.rig import ENCODER_VIEWS
+        from datasets.procedural.pipeline import GenerationConfig, parse_procedural_source
+        from datasets.procedural.store import ProceduralStore
+        from datasets.rig import CHUNK_VIEWS, ENCODER_VIEWS
         from datasets.stores import open_store
 
         cfg = self.cfg
@@ -254,11 +258,31 @@ class VAETrainer:
         if views > len(ENCODER_VIEWS) and not cfg.random_encoder_views:
             raise ValueError(f"{views} fixed encoder views requested but the rig names {len(ENCODER_VIEWS)}; pass "
                              f"--random-encoder-views or fewer --num-encoder-views")
-        data_cfg = MultiViewConfig(encoder_views=ENCODER_VIEWS[:views], random_encoder_views=cfg.random_encoder_views,
-                                   encoder_resolution=cfg.encoder_resolution or encoder_resolution(self.vae_config),
-                                   render_resolution=cfg.render_resolution, num_target_views=cfg.num_target_views,
-                                   seed=cfg.seed, skip_bad=cfg.skip_bad_samples)
-        return MultiViewDataset(open_store(cfg.data, skip_bad=cfg.skip_bad_samples), data_cfg)
+        self.data_config = MultiViewConfig(
+            encoder_views=ENCODER_VIEWS[:views], random_encoder_views=cfg.random_encoder_views,
+            encoder_resolution=cfg.encoder_resolution or encoder_resolution(self.vae_config),
+            render_resolution=cfg.render_resolution, num_target_views=cfg.num_target_views, seed=cfg.seed,
+            skip_bad=cfg.skip_bad_samples)
+        if cfg.data_on_device and cfg.random_encoder_views:
+            raise ValueError("--data-on-device draws the rig's fixed encoder views; drop --random-encoder-views")
+        procedural = parse_procedural_source(cfg.data)
+        resolution = max(self.data_config.encoder_resolution, cfg.render_resolution)
+        if procedural is not None:
+            num, seed = procedural
+            if cfg.data_on_device:
+                bank = DeviceViewBank.from_procedural(num, seed, resolution, CHUNK_VIEWS, self.device,
+                                                      progress=cfg.progress and distributed.is_main())
+            else:
+                store = ProceduralStore(num, GenerationConfig(seed=seed, resolution=resolution, view_ids=CHUNK_VIEWS))
+        else:
+            store = open_store(cfg.data, skip_bad=cfg.skip_bad_samples)
+            if cfg.data_on_device:
+                bank = DeviceViewBank.from_store(store, resolution, self.device,
+                                                 progress=cfg.progress and distributed.is_main())
+        if cfg.data_on_device:
+            log.info("data on the device: %s", bank_summary(bank))
+            return bank
+        return MultiViewDataset(store, self.data_config)
 
     def _wrap_distributed(self):
         paired = PairedDiscriminator(self.loss.discriminator) if self.loss.discriminator is not None else None
@@ -272,9 +296,14 @@ class VAETrainer:
             paired = DistributedDataParallel(paired, device_ids=ids)
         return forward, paired
 
-    def _loader(self) -> DataLoader:
-        return resumable_loader(self.dataset, self.cfg.batch_size, self.cfg.seed, collate_fn=collate_samples,
-                                num_workers=self.cfg.num_workers, device=self.device, start_batch=self.batches_consumed)
+    def _batches(self):
+        """This rank's endless, exactly resumable batches, starting after `batches_consumed`."""
+        if self.cfg.data_on_device:
+            return self.dataset.batches(self.cfg.batch_size, self.cfg.seed, self.data_config,
+                                        start_batch=self.batches_consumed)
+        return iter(resumable_loader(self.dataset, self.cfg.batch_size, self.cfg.seed, collate_fn=collate_samples,
+                                     num_workers=self.cfg.num_workers, device=self.device,
+                                     start_batch=self.batches_consumed))
 
     # -- checkpointing -----------------------------------------------------------------------------------------
 
@@ -340,8 +369,9 @@ class VAETrainer:
         if not p or p >= self.cfg.render_resolution:
             return {k: batch[src].flatten(0, 1).to(self.device) for k, src in keys.items()}, None
         b, t = batch["target_rgb"].shape[:2]
-        layout = sample_patch_layout(b, t, self.cfg.render_resolution, p, batch["target_bbox"], self.cfg.patch_fg_prob,
-                                     self.patch_generator)
+        # the boxes on the CPU in one copy: the layout reads them element by element
+        layout = sample_patch_layout(b, t, self.cfg.render_resolution, p, batch["target_bbox"].cpu(),
+                                     self.cfg.patch_fg_prob, self.patch_generator)
         targets = {k: layout.crop(batch[src]).flatten(0, 1).to(self.device) for k, src in keys.items()}
         return targets, PatchLayout(layout.top.to(self.device), layout.left.to(self.device), p)
 
@@ -397,7 +427,7 @@ class VAETrainer:
             logger.event(f"resumed from {self.resumed_from} at step {self.step}")
         self.forward_module.train()
         self.loss.train()
-        data = iter(self._loader())
+        data = self._batches()
         try:
             while self.step < cfg.max_steps:
                 terms = self.generator_step(next(data))

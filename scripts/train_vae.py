@@ -25,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = p.add_argument_group("run")
     run.add_argument("--preset", required=True, choices=sorted(TRAIN_PRESETS), help="VAE preset (nsr/config.py)")
-    run.add_argument("--data", required=True, help="dataset directory (scripts/make_dataset.py writes one)")
+    run.add_argument("--data", required=True,
+                     help="dataset directory (scripts/make_dataset.py writes one), or procedural:N[:SEED] for "
+                          "procedural objects 0..N-1 rendered without a store")
     run.add_argument("--out", required=True, help="output directory: checkpoints, logs, config.json")
     run.add_argument("--max-steps", type=int, required=True, help="total generator steps (a resume continues to it)")
     run.add_argument("--batch-size", type=int, help="objects per process per step")
@@ -35,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="auto (default), cpu or cuda")
     run.add_argument("--seed", type=int)
     run.add_argument("--num-workers", type=int, help="data-loading processes per training process")
+    run.add_argument("--data-on-device", action=bool_flag,
+                     help="render (procedural:N) or load (a store) every view into accelerator memory once and build "
+                          "batches there: no loader processes, so a fast step is not data bound")
     run.add_argument("--skip-bad-samples", action="store_true", default=None,
                      help="skip unreadable samples (with a warning) instead of stopping")
     run.add_argument("--bf16", action=bool_flag, help="bf16 autocast on GPU")
