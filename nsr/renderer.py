@@ -31,13 +31,16 @@ class TriplaneRenderer(nn.Module):
         self.cfg = cfg
         self.plane_channels = plane_channels
         self.field = FieldMLP(plane_channels, cfg.field_hidden, cfg.field_features)
+        # the plane lookup's implementation, not a model setting: None picks the fused Triton kernel where it runs
+        # (CUDA, points without gradient), False forces grid_sample (`nsr.rendering.planes.mean_plane_features`)
+        self.fused_lookup: bool | None = None
 
     def _planes(self, triplane: torch.Tensor) -> torch.Tensor:
         """`(B, 3·C, H, W)` plane-major → `(B, 3, C, H, W)` float32."""
         return triplane.float().unflatten(1, (3, -1))
 
     def _field(self, planes: torch.Tensor, points: torch.Tensor, filter_box: bool):
-        sigma, color = self.field(mean_plane_features(planes, points, self.cfg.box_warp))
+        sigma, color = self.field(mean_plane_features(planes, points, self.cfg.box_warp, self.fused_lookup))
         if filter_box and self.cfg.sample_bbox is not None:
             inside = (points.abs() <= self.cfg.sample_bbox).all(-1, keepdim=True)
             sigma = torch.where(inside, sigma, torch.full_like(sigma, _EMPTY_DENSITY))

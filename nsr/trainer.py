@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,7 @@ class VAETrainConfig:
     data: str = ""
     out: str = ""
     max_steps: int = 1000
+    max_minutes: float = 0.0  # > 0: stop (with a checkpoint) once this much wall-clock time has passed; 0: no limit
     batch_size: int = 1  # objects per rank per step
     resume: bool = False
     vae_overrides: dict = field(default_factory=dict)  # nested VAEConfig overrides on top of the preset
@@ -412,6 +414,16 @@ class VAETrainer:
             self.disc_optimizer.step()
         return terms
 
+    def _out_of_time(self, started: float) -> bool:
+        """Whether the wall-clock budget is spent; under DDP every rank stops when any rank's is (one scalar
+        all-reduce per step, only when a budget is set)."""
+        if self.cfg.max_minutes <= 0:
+            return False
+        spent = time.monotonic() - started > 60 * self.cfg.max_minutes
+        if self.world > 1:
+            spent = bool(distributed.all_reduce_mean(torch.tensor(float(spent), device=self.device)) > 0)
+        return spent
+
     # -- loop ----------------------------------------------------------------------------------------------------
 
     def train(self) -> None:
@@ -428,6 +440,7 @@ class VAETrainer:
         self.forward_module.train()
         self.loss.train()
         data = self._batches()
+        started = time.monotonic()
         try:
             while self.step < cfg.max_steps:
                 terms = self.generator_step(next(data))
@@ -441,6 +454,10 @@ class VAETrainer:
                     logger.log(self.step, log_values(terms, self.optimizer, self.guard, self.device))
                 if self.step % cfg.save_interval == 0 or self.step == cfg.max_steps:
                     self.save()
+                elif self._out_of_time(started):
+                    logger.event(f"--max-minutes {cfg.max_minutes:g} reached at step {self.step}; saved, stopping")
+                    self.save()
+                    break
         finally:
             logger.close()
 

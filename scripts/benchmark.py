@@ -848,26 +848,32 @@ class Bench:
         return {**metrics, "params_m": count_params(denoiser)}, seconds
 
     def train_vae(self) -> None:
+        from nsr.rendering import triton_lookup
+
         self.drop_forwards()
         self.models.release_all()
+        lookups = [x for x in self.args.vae_lookups
+                   if x == "grid_sample" or (self.device.type == "cuda" and triton_lookup.available())]
         for size in self.args.train_sizes:
             batch = self.args.train_batch_vae or TRAIN_BATCH[size]["vae"]
             # LPIPS needs a pretrained backbone that is not available offline; every other term of the recipe is on
             cfg = preset_train_config(VAE_PRESETS[size], loss={"lpips_weight": 0.0})
-            config = {"recipe": VAE_PRESETS[size], "batch_size": batch,
-                      "dtype": effective_dtype(self.args, self.device), "render_resolution": cfg.render_resolution,
-                      "patch_size": cfg.patch_size, "target_views": cfg.num_target_views,
-                      "discriminator": cfg.loss.uses_discriminator, "lpips": False,
-                      "optimizer": f"AdamW(fused={self.device.type == 'cuda'})"}
-            self.run_config("train-vae", f"train-vae {VAE_PRESETS[size]} b{batch}", config,
-                            functools.partial(self._train_vae, cfg, batch))
+            for lookup in lookups:
+                config = {"recipe": VAE_PRESETS[size], "batch_size": batch, "triplane_lookup": lookup,
+                          "dtype": effective_dtype(self.args, self.device), "render_resolution": cfg.render_resolution,
+                          "patch_size": cfg.patch_size, "target_views": cfg.num_target_views,
+                          "discriminator": cfg.loss.uses_discriminator, "lpips": False,
+                          "optimizer": f"AdamW(fused={self.device.type == 'cuda'})"}
+                self.run_config("train-vae", f"train-vae {VAE_PRESETS[size]} b{batch} {lookup}", config,
+                                functools.partial(self._train_vae, cfg, batch, lookup == "fused"))
 
-    def _train_vae(self, cfg, batch: int) -> tuple[dict, float]:
+    def _train_vae(self, cfg, batch: int, fused_lookup: bool) -> tuple[dict, float]:
         from nsr.losses import VAELoss
 
         device = self.device
         vcfg = vae_config(cfg.preset, cfg.vae_overrides)
         vae = random_network(lambda: TriplaneVAE(vcfg), device, 4).train()
+        vae.renderer.fused_lookup = fused_lookup
         forward = VAETrainingForward(vae)
         loss_fn = VAELoss(cfg.loss).to(device).train()
         optimizer = build_adamw(vae_param_groups(vae, cfg), device)
@@ -914,7 +920,27 @@ class Bench:
                 disc_optimizer.step()
 
         metrics, seconds = self.train_steps(step, batch)
+        if self.args.profile_dir is not None:
+            lookup = "fused" if fused_lookup else "grid_sample"
+            metrics["profile"] = str(self.profile(step, f"train-vae_{cfg.preset}_b{batch}_{lookup}"))
         return {**metrics, "params_m": count_params(vae)}, seconds
+
+    def profile(self, step: Callable[[], None], name: str, steps: int = 3) -> Path:
+        """torch.profiler over `steps` calls of `step` (after the timed runs): the ops by device time, as text."""
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.device.type == "cuda" else [])
+        with torch_profile(activities=activities) as prof:
+            for _ in range(steps):
+                step()
+            sync(self.device)
+        key = "self_cuda_time_total" if self.device.type == "cuda" else "self_cpu_time_total"
+        table = prof.key_averages().table(sort_by=key, row_limit=30, max_name_column_width=60)
+        self.args.profile_dir.mkdir(parents=True, exist_ok=True)
+        path = self.args.profile_dir / f"{name}.txt"
+        path.write_text(f"# {steps} steps of {name}, sorted by {key}\n{table}\n")
+        return path
 
     def run(self, stage: str) -> None:
         """One stage; a failure outside its configurations (e.g. building its models) is recorded, not raised. With
@@ -1006,6 +1032,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "training always starts from random weights")
     p.add_argument("--train-batch-vae", type=int, default=None, help="objects per VAE step (default per size)")
     p.add_argument("--train-batch-dit", type=int, default=None, help="latents per DiT step (default per size)")
+    p.add_argument("--vae-lookups", type=comma_list(str), default=["grid_sample", "fused"],
+                   help="triplane lookups timed in train-vae: grid_sample (the release's op) and fused (the Triton "
+                        "kernel; CUDA only)")
+    p.add_argument("--profile-dir", type=Path, default=None,
+                   help="also write a torch.profiler op table per train-vae configuration into this folder")
     p.add_argument("--time-budget", type=float, default=0.0,
                    help="seconds (from start, model building included) after which remaining configurations are "
                         "skipped and recorded as such; 0: no limit")
@@ -1025,6 +1056,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.train_sizes = list(dict.fromkeys(args.train_sizes or [args.preset_size]))
     if not set(args.train_sizes) <= set(PRESET_SIZES):
         p.error(f"--train-sizes takes {', '.join(PRESET_SIZES)}")
+    bad = [x for x in args.vae_lookups if x not in ("grid_sample", "fused")]
+    if bad:
+        p.error(f"unknown --vae-lookups {', '.join(bad)}; choose from grid_sample, fused")
     for name in ("repeats", "train_steps"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")

@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "procedural objects 0..N-1 rendered without a store")
     run.add_argument("--out", required=True, help="output directory: checkpoints, logs, config.json")
     run.add_argument("--max-steps", type=int, required=True, help="total generator steps (a resume continues to it)")
+    run.add_argument("--max-minutes", type=float,
+                     help="stop with a checkpoint after this much wall-clock time (resume with --resume); 0: no limit")
     run.add_argument("--batch-size", type=int, help="objects per process per step")
     run.add_argument("--resume", action="store_true", default=None, help="continue from the newest checkpoint in --out")
     run.add_argument("--vae-overrides", type=json.loads, help='JSON overrides of the preset, e.g. \'{"decoder": '

@@ -181,3 +181,10 @@ def test_procedural_source_trains_without_a_store(tmp_path):
     trainer = train(_light_config("procedural:2:5", tmp_path / "run", 1, data_on_device=True))
     assert trainer.step == 1 and len(trainer.dataset) == 2
     assert trainer.dataset.object_ids[0].endswith("/0")
+
+
+def test_max_minutes_stops_with_a_checkpoint(one_object, tmp_path):
+    trainer = train(_light_config(one_object, tmp_path / "run", 1000, max_minutes=1e-9, save_interval=1000))
+    assert trainer.step == 1  # the first step runs, then the budget is spent
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "run")] == ["checkpoint-00000001"]
+    assert "--max-minutes" in (tmp_path / "run" / "log.jsonl").read_text()
