@@ -1,4 +1,11 @@
-"""Ray near/far limits from the intersection with an axis-aligned cube centred at the origin."""
+"""Ray near/far limits from the intersection with an axis-aligned cube centred at the origin.
+
+The arithmetic is the release's on purpose, in float32 and in the same order ((±half − o)·(1/d), then the renderer's
+near + k/(S−1)·(far − near) and o + t·d): a hitting ray's first and last samples lie exactly on the box faces, and
+whether the box filter keeps them is decided by the last bit of those products (docs/COMPATIBILITY.md, renderer
+table, "samples on the box faces"). A tolerance or another formula changes Σw by up to ~1/63 of the ray's optical
+depth on such rays.
+"""
 from __future__ import annotations
 
 import torch
