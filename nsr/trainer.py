@@ -61,6 +61,7 @@ class VAETrainConfig:
     max_minutes: float = 0.0  # > 0: stop (with a checkpoint) once this much wall-clock time has passed; 0: no limit
     batch_size: int = 1  # objects per rank per step
     resume: bool = False
+    init_from: str = ""  # a VAE model folder or run directory whose weights start a fresh run (new optimiser)
     vae_overrides: dict = field(default_factory=dict)  # nested VAEConfig overrides on top of the preset
     # learning rates / weight decay per module group (spec §2.9 "Optimiser")
     lr_encoder: float = 1.5e-4
@@ -92,6 +93,9 @@ class VAETrainConfig:
     device: str = "auto"
     seed: int = 0
     bf16: bool = False  # bf16 autocast on GPU; the release trained in fp32
+    tf32: bool = False  # TF32 for the float32 matrix work left outside autocast (the renderer's field MLP)
+    compile: bool = False  # torch.compile the renderer's ray march (`TriplaneRenderer.compile_march`)
+    triplane_lookup: str = "auto"  # auto (the fused Triton kernel on CUDA), fused, or grid_sample (the release's op)
     skip_bad_samples: bool = False
     max_nonfinite_steps: int = 5
     tensorboard: bool = True
@@ -217,6 +221,14 @@ class VAETrainer:
         self.vae = TriplaneVAE(self.vae_config).to(self.device)
         self.loss = VAELoss(cfg.loss).to(self.device)
         self._check_sizes()
+        if cfg.tf32 and self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        if cfg.triplane_lookup not in ("auto", "fused", "grid_sample"):
+            raise ValueError(f"--triplane-lookup {cfg.triplane_lookup!r}: choose auto, fused or grid_sample")
+        self.vae.renderer.fused_lookup = {"auto": None, "fused": True, "grid_sample": False}[cfg.triplane_lookup]
+        if cfg.compile:
+            self.vae.renderer.compile_march()
         self.forward_module = VAETrainingForward(self.vae)
         self.optimizer = build_adamw(vae_param_groups(self.vae, cfg), self.device)
         self.disc_optimizer = None
@@ -231,6 +243,8 @@ class VAETrainer:
         self.resumed_from: Path | None = None
         if cfg.resume:
             self._resume()
+        if cfg.init_from and self.resumed_from is None:
+            self._init_weights(cfg.init_from)
         # the DDP wrappers (or the plain modules in one process): the generator and discriminator updates go
         # through these; `forward_module` itself renders the discriminator's fakes without gradient syncing
         self.train_forward, self.paired_disc = self._wrap_distributed()
@@ -341,6 +355,13 @@ class VAETrainer:
             log.warning("resuming with %d processes from a %d-process checkpoint: random streams restart",
                         self.world, len(trainer["rng"]))
         self.resumed_from = folder
+
+    def _init_weights(self, path: str) -> None:
+        """Start from another run's (or an exported model's) VAE weights; they must fit this preset exactly."""
+        folder = checkpoint.resolve_model_folder(path)
+        state = checkpoint.load_weights(folder / checkpoint.MODEL_FILE)
+        checkpoint.load_into(self.vae, {k: v.float() for k, v in state.items()}, folder / checkpoint.MODEL_FILE)
+        log.info("initialised the VAE from %s", folder)
 
     def save(self) -> Path | None:
         rng = distributed.all_gather_object(capture_rng_state())

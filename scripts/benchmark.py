@@ -80,7 +80,7 @@ STAGE2_PRESETS = {
     "tiny": {"t23d": ("t23d-tiny", {"context_dim": 128}),
              "i23d": ("i23d-tiny", {"clip_dim": 64, "dino_dim": 64, "pooled_dim": 128})},
 }
-TRAIN_BATCH = {"release": {"vae": 2, "dit": 16}, "small": {"vae": 4, "dit": 32}, "tiny": {"vae": 1, "dit": 2}}
+TRAIN_BATCH = {"release": {"vae": 2, "dit": 16}, "small": {"vae": 16, "dit": 32}, "tiny": {"vae": 1, "dit": 2}}
 PROMPTS = ("a red chair with a blue seat", "a tall green table", "a small yellow lamp", "a white mug with a handle")
 # The analytic object added to random fields for meshing: σ = field + level + slope·(radius − |p|). With the random
 # fields' σ within about ±1, the surface is a sphere of radius 0.3 with bumps of about ±0.02.
@@ -860,11 +860,14 @@ class Bench:
             cfg = preset_train_config(VAE_PRESETS[size], loss={"lpips_weight": 0.0})
             for lookup in lookups:
                 config = {"recipe": VAE_PRESETS[size], "batch_size": batch, "triplane_lookup": lookup,
+                          "tf32": self.args.train_tf32, "compiled_march": self.args.train_compile,
                           "dtype": effective_dtype(self.args, self.device), "render_resolution": cfg.render_resolution,
                           "patch_size": cfg.patch_size, "target_views": cfg.num_target_views,
                           "discriminator": cfg.loss.uses_discriminator, "lpips": False,
                           "optimizer": f"AdamW(fused={self.device.type == 'cuda'})"}
-                self.run_config("train-vae", f"train-vae {VAE_PRESETS[size]} b{batch} {lookup}", config,
+                name = f"train-vae {VAE_PRESETS[size]} b{batch} {lookup}"
+                name += " tf32" * self.args.train_tf32 + " compiled" * self.args.train_compile
+                self.run_config("train-vae", name, config,
                                 functools.partial(self._train_vae, cfg, batch, lookup == "fused"))
 
     def _train_vae(self, cfg, batch: int, fused_lookup: bool) -> tuple[dict, float]:
@@ -874,6 +877,9 @@ class Bench:
         vcfg = vae_config(cfg.preset, cfg.vae_overrides)
         vae = random_network(lambda: TriplaneVAE(vcfg), device, 4).train()
         vae.renderer.fused_lookup = fused_lookup
+        if self.args.train_compile:
+            vae.renderer.compile_march()
+        torch.backends.cuda.matmul.allow_tf32 = self.args.train_tf32
         forward = VAETrainingForward(vae)
         loss_fn = VAELoss(cfg.loss).to(device).train()
         optimizer = build_adamw(vae_param_groups(vae, cfg), device)
@@ -921,8 +927,9 @@ class Bench:
 
         metrics, seconds = self.train_steps(step, batch)
         if self.args.profile_dir is not None:
-            lookup = "fused" if fused_lookup else "grid_sample"
-            metrics["profile"] = str(self.profile(step, f"train-vae_{cfg.preset}_b{batch}_{lookup}"))
+            name = f"train-vae_{cfg.preset}_b{batch}_{'fused' if fused_lookup else 'grid_sample'}"
+            name += "_tf32" * self.args.train_tf32 + "_compiled" * self.args.train_compile
+            metrics["profile"] = str(self.profile(step, name))
         return {**metrics, "params_m": count_params(vae)}, seconds
 
     def profile(self, step: Callable[[], None], name: str, steps: int = 3) -> Path:
@@ -1035,6 +1042,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--vae-lookups", type=comma_list(str), default=["grid_sample", "fused"],
                    help="triplane lookups timed in train-vae: grid_sample (the release's op) and fused (the Triton "
                         "kernel; CUDA only)")
+    p.add_argument("--train-tf32", action="store_true", help="train-vae with TF32 matmuls (train_vae.py --tf32)")
+    p.add_argument("--train-compile", action="store_true",
+                   help="train-vae with the compiled ray march (train_vae.py --compile)")
     p.add_argument("--profile-dir", type=Path, default=None,
                    help="also write a torch.profiler op table per train-vae configuration into this folder")
     p.add_argument("--time-budget", type=float, default=0.0,

@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop with a checkpoint after this much wall-clock time (resume with --resume); 0: no limit")
     run.add_argument("--batch-size", type=int, help="objects per process per step")
     run.add_argument("--resume", action="store_true", default=None, help="continue from the newest checkpoint in --out")
+    run.add_argument("--init-from", help="start from the VAE weights of this model folder or run directory "
+                                        "(e.g. checkpoints/procedural/vae), with a fresh optimiser")
     run.add_argument("--vae-overrides", type=json.loads, help='JSON overrides of the preset, e.g. \'{"decoder": '
                                                               '{"depth": 2}}\'')
     run.add_argument("--device", help="auto (default), cpu or cuda")
@@ -45,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--skip-bad-samples", action="store_true", default=None,
                      help="skip unreadable samples (with a warning) instead of stopping")
     run.add_argument("--bf16", action=bool_flag, help="bf16 autocast on GPU")
+    run.add_argument("--tf32", action=bool_flag, help="TF32 matmuls for the float32 renderer MLP on GPU")
+    run.add_argument("--compile", action=bool_flag, help="torch.compile the renderer's ray march")
+    run.add_argument("--triplane-lookup", choices=("auto", "fused", "grid_sample"),
+                     help="plane lookup: auto = the fused Triton kernel on CUDA, grid_sample = the release's op")
     run.add_argument("--save-interval", type=int, help="steps between checkpoints")
     run.add_argument("--keep-last", type=int, help="checkpoints to keep")
     run.add_argument("--log-interval", type=int, help="steps between log lines")

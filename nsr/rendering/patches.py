@@ -31,8 +31,8 @@ class PatchLayout:
         b, n, c = images.shape[:3]
         flat = images.flatten(0, 1)
         offsets = torch.arange(self.size, device=images.device)
-        rows = (self.top.reshape(-1, 1) + offsets).to(images.device)  # (B·N, P)
-        cols = (self.left.reshape(-1, 1) + offsets).to(images.device)
+        rows = self.top.to(images.device).reshape(-1, 1) + offsets  # (B·N, P)
+        cols = self.left.to(images.device).reshape(-1, 1) + offsets
         idx = torch.arange(b * n, device=images.device)[:, None, None]
         out = flat.permute(0, 2, 3, 1)[idx, rows[:, :, None], cols[:, None, :]]  # (B·N, P, P, C)
         return out.permute(0, 3, 1, 2).reshape(b, n, c, self.size, self.size)

@@ -17,6 +17,7 @@ which is how the tests check them against `grid_sample`.
 from __future__ import annotations
 
 import torch
+import torch._dynamo
 
 try:
     import triton
@@ -136,6 +137,9 @@ class _MeanTriplaneLookup(torch.autograd.Function):
         return grad_table.permute(0, 1, 4, 2, 3), None, None
 
 
+# opaque to torch.compile: the Function runs eagerly inside a compiled region (a graph break), so its hand-written
+# backward is the one used
+@torch._dynamo.disable
 def mean_triplane_lookup(planes: torch.Tensor, points: torch.Tensor, box_warp: float) -> torch.Tensor:
     """planes `(B, 3, C, H, W)` float32, points `(B, M, 3)` float32 without gradient → mean plane features
     `(B, M, C)` (differentiable in `planes`)."""

@@ -22,6 +22,7 @@ from datasets.multiview import target_tensors
 from datasets.procedural import GenerationConfig, render_records
 from evaluations.fid import find_inception_weights
 from evaluations.image_metrics import psnr
+from evaluations.point_distances import prepare
 from nsr.encoding import default_encoder_views, record_encoder_input
 from nsr.trainer import encoder_resolution
 
@@ -47,9 +48,19 @@ def run(tiny_pipeline_dir, tiny_mesh_level, tmp_path_factory, script, torch_thre
 
 def test_metrics_structure(run):
     out, m = run
-    assert m["tasks"] == ["vae", "t23d", "i23d"]
+    assert m["tasks"] == m["completed_tasks"] == ["vae", "t23d", "i23d"] and m["finished"] is True
+    assert len(m["run_id"]) == 32
     assert m["settings"]["num_objects"] == 3 and m["settings"]["start_index"] == START
-    assert set(m["timings_s"]) >= {"ground_truth_s", "vae_s", "judge_s", "t23d_s", "i23d_s", "total_s"}
+    timings = m["timings_s"]
+    assert set(timings) >= {"ground_truth_s", "vae_s", "judge_s", "t23d_s", "i23d_s", "total_s"}
+    # Phases nest: each task's phases sum to at most the task's own time, and the tasks to at most the total.
+    for task in ("ground_truth", "vae", "judge", "t23d", "i23d"):
+        phases = [v for k, v in timings.items() if k.startswith(f"{task}.")]
+        assert len(phases) >= 2 and sum(phases) <= timings[f"{task}_s"] + 1e-6
+    assert {"vae.render_s", "vae.mesh_s", "vae.geometry_s", "t23d.sampling_s", "i23d.geometry_s",
+            "t23d.generation_metrics_s"} <= set(timings)
+    assert sum(timings[f"{t}_s"] for t in ("load_vae", "ground_truth", "vae", "judge", "t23d", "i23d")) \
+        <= timings["total_s"]
     assert len(m["vae"]["objects"]) == 3
     assert len(m["t23d"]["samples"]) == len(m["i23d"]["samples"]) == 3 * SAMPLES
     seeds = [s["seed"] for s in m["t23d"]["samples"]]
@@ -150,24 +161,69 @@ def test_errors_are_one_line(run, script, tiny_pipeline_dir, tmp_path, capsys):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_ground_truth_scored_against_itself(script):
+@pytest.mark.parametrize("device", [None, torch.device("cpu")], ids=["kdtree", "brute-force"])
+def test_ground_truth_scored_against_itself(script, device):
     """Known answers: the GT as the 'reconstruction' gives PSNR = ∞, SSIM = 1, Chamfer 0, F = 1; a uniform 0.1
-    brightening gives PSNR = 10·log10(2² / 0.1²); points shifted by 0.01 give Chamfer-L1 = 0.01."""
+    brightening gives PSNR = 10·log10(2² / 0.1²); points shifted by 0.01 give Chamfer-L1 = 0.01, L2 = 0.01², on
+    both nearest-neighbour routes (the brute force is CUDA's, run here on the CPU)."""
     evaluate = script("evaluate")
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(2, 3, 16, 16, generator=generator) * 1.6 - 0.8
     grid = np.stack(np.meshgrid(*[np.linspace(-0.4, 0.4, 9)] * 3, indexing="ij"), -1).reshape(-1, 3)
 
-    same = evaluate.score_reconstruction(images, images, grid, grid, threshold=0.01)
+    same = evaluate.image_scores(images, images)
     assert same["psnr"] == math.inf and all(v == math.inf for v in same["psnr_views"])
     assert same["ssim"] == pytest.approx(1.0, abs=1e-6)
-    assert same["chamfer_l1"] == 0.0 and same["f_score"] == 1.0
+    same = evaluate.geometry_scores(grid, grid, threshold=0.01, device=device)
+    assert same["chamfer_l1"] == 0.0 and same["chamfer_l2"] == 0.0 and same["f_score"] == 1.0
     assert all(f == 1.0 for f in same["f_curve"].values())
 
-    shifted = evaluate.score_reconstruction(images + 0.1, images, grid + [0.01, 0, 0], grid, threshold=0.005)
-    assert shifted["psnr"] == pytest.approx(10 * math.log10(4 / 0.01), abs=1e-3)
-    assert shifted["chamfer_l1"] == pytest.approx(0.01) and shifted["f_score"] == 0.0
-    assert shifted["f_curve"]["0.02"] == 1.0
+    assert evaluate.image_scores(images + 0.1, images)["psnr"] == pytest.approx(10 * math.log10(4 / 0.01), abs=1e-3)
+    truth = prepare(grid, device)  # a prepared truth, as the VAE and I23D branches pass it, scores the same
+    shifted = evaluate.geometry_scores(grid + [0.01, 0, 0], truth, threshold=0.005, device=device)
+    assert shifted["chamfer_l1"] == pytest.approx(0.01) and shifted["chamfer_l2"] == pytest.approx(1e-4)
+    assert shifted["f_score"] == shifted["precision"] == shifted["recall"] == 0.0
+    # (0.01 itself sits on the rounding of grid + 0.01, so the curve is only pinned away from it.)
+    assert [shifted["f_curve"][t] for t in ("0.005", "0.02", "0.05")] == [0.0, 1.0, 1.0]
 
-    no_mesh = evaluate.score_reconstruction(images, images, None, grid, threshold=0.01)
-    assert no_mesh["chamfer_l1"] is None and no_mesh["f_score"] is None
+    no_mesh = evaluate.geometry_scores(None, grid, threshold=0.01, device=device)
+    assert no_mesh["chamfer_l1"] is None and no_mesh["f_score"] is None and no_mesh["f_curve"] is None
+
+
+def test_a_failed_task_leaves_the_finished_ones(script, tiny_pipeline_dir, tiny_mesh_level, tmp_path, monkeypatch):
+    """metrics.json is written after every task: when image-to-3D fails, the VAE results are on disk, marked
+    unfinished, and --report-only turns them into a report that says so."""
+    evaluate = script("evaluate")
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("i23d broke")
+
+    monkeypatch.setattr(evaluate, "evaluate_i23d", fail)
+    out = tmp_path / "partial"
+    with pytest.raises(RuntimeError, match="i23d broke"):
+        evaluate.main(["--ckpt", str(tiny_pipeline_dir), "--out", str(out), "--tasks", "vae,i23d",
+                       "--num-objects", "2", "--render-resolution", "16", "--novel-views", "27",
+                       "--mesh-resolution", "16", "--mesh-level", str(tiny_mesh_level), "--points", "32",
+                       "--surface-points", "200", "--figure-rows", "2", "--device", "cpu"])
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["finished"] is False and m["completed_tasks"] == ["vae"] and "i23d" not in m
+    assert len(m["vae"]["objects"]) == 2 and m["timings_s"]["vae_s"] > 0
+    assert sorted(p.name for p in out.iterdir()) == ["figures", "metrics.json"]  # no temporary left behind
+    assert evaluate.main(["--out", str(out), "--report-only"]) == 0
+    text = (out / "results.md").read_text()
+    assert "**Partial run**: it stopped before finishing i23d" in text and "## VAE reconstruction" in text
+
+
+def test_metrics_file_replaces_only_its_own_run(script, tmp_path):
+    evaluate = script("evaluate")
+    path = tmp_path / "metrics.json"
+    mine, other = evaluate.MetricsFile(path), evaluate.MetricsFile(path)
+    mine.write({"step": 1})
+    mine.write({"step": 2})  # this run's own file: replaced
+    assert json.loads(path.read_text()) == {"step": 2, "run_id": mine.run_id}
+    with pytest.raises(FileExistsError, match="not this run's"):
+        other.write({"step": 1})
+    path.write_text(json.dumps({"run_id": "a previous run"}))  # replaced behind this run's back
+    with pytest.raises(FileExistsError, match="not this run's"):
+        mine.write({"step": 3})
+    assert json.loads(path.read_text()) == {"run_id": "a previous run"}

@@ -188,3 +188,13 @@ def test_max_minutes_stops_with_a_checkpoint(one_object, tmp_path):
     assert trainer.step == 1  # the first step runs, then the budget is spent
     assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "run")] == ["checkpoint-00000001"]
     assert "--max-minutes" in (tmp_path / "run" / "log.jsonl").read_text()
+
+
+def test_init_from_starts_with_the_given_weights(one_object, tmp_path):
+    first = train(_light_config(one_object, tmp_path / "a", 1))
+    from nsr.trainer import VAETrainer
+    trainer = VAETrainer(_light_config(one_object, tmp_path / "b", 0, init_from=str(tmp_path / "a")))
+    for name, value in first.vae.state_dict().items():
+        assert torch.equal(trainer.vae.state_dict()[name], value), name
+    with pytest.raises(ValueError, match="triplane-lookup"):
+        VAETrainer(preset_train_config("tiny", data=str(one_object), out=str(tmp_path / "c"), triplane_lookup="x"))
