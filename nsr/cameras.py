@@ -136,7 +136,8 @@ def ffhq_rig(num_views: int = 36, radius: float = 2.7, elevation_deg: float = 7.
 
 def pixel_centres(resolution: int, device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised pixel-centre coordinates (u, v), each `(R*R,)` in row-major pixel order."""
-    coords = (torch.arange(resolution, device=device, dtype=dtype) + 0.5) / resolution
+    # j·(1/R) + 0.5/R as EG3D's ray sampler forms it; (j + 0.5)/R rounds differently unless R is a power of two
+    coords = torch.arange(resolution, device=device, dtype=dtype) * (1.0 / resolution) + (0.5 / resolution)
     v, u = torch.meshgrid(coords, coords, indexing="ij")
     return u.reshape(-1), v.reshape(-1)
 
@@ -153,9 +154,14 @@ def rays_from_uv(cameras: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> tup
     v = v.to(cameras.dtype).expand(cameras.shape[0], -1)
     y_cam = (v - cy) / fy
     x_cam = (u - cx - sk * y_cam) / fx
-    d_cam = torch.stack([x_cam, y_cam, torch.ones_like(x_cam)], dim=-1)
-    directions = torch.nn.functional.normalize(d_cam @ c2w[:, :3, :3].transpose(1, 2), dim=-1)
-    origins = c2w[:, None, :3, 3].expand_as(directions)
+    # EG3D's arithmetic, kept to the last bit: the pixel's camera point at z = 1 goes through the whole 4×4
+    # cam2world, the camera centre is subtracted, then the difference is normalised. Rotating the camera-space
+    # direction instead is the same maths but rounds differently in ~10 % of components, and that rounding decides
+    # whether a ray's first and last samples (exactly on the box faces) pass the renderer's box filter (COMPATIBILITY.md)
+    ones = torch.ones_like(x_cam)
+    world = torch.bmm(c2w, torch.stack([x_cam, y_cam, ones, ones], dim=1))[:, :3].transpose(1, 2)
+    origins = c2w[:, None, :3, 3].expand_as(world)
+    directions = torch.nn.functional.normalize(world - origins, dim=-1)
     return origins, directions
 
 

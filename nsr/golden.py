@@ -106,8 +106,9 @@ def check_vae(fixture_dir) -> list[Check]:
     resolution = g["render_image_raw"].shape[-1]
     render_cams = cameras[views]
     origins, directions = camera_rays(render_cams, resolution)
-    report.add("render_ray_origins", origins, g["render_ray_origins"], tol=RENDER_TOL)
-    report.add("render_ray_directions", directions, g["render_ray_directions"], tol=RENDER_TOL)
+    # bit-exact: the rounding of the rays decides which samples on the box faces pass the box filter
+    report.add("render_ray_origins", origins, g["render_ray_origins"], tol=0.0)
+    report.add("render_ray_directions", directions, g["render_ray_directions"], tol=0.0)
     images = model.render(triplane, render_cams[None], resolution, deterministic=True)
     report.add("render_image_raw", images["rgb"][0], g["render_image_raw"], tol=RENDER_TOL)
     report.add("render_image_depth", images["depth"][0], g["render_image_depth"], tol=RENDER_TOL)

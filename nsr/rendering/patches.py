@@ -24,7 +24,9 @@ class PatchLayout:
         rows = self.top.reshape(-1, 1, 1) + offsets[None, :, None]
         cols = self.left.reshape(-1, 1, 1) + offsets[None, None, :]
         rows, cols = torch.broadcast_tensors(rows, cols)
-        return (cols.flatten(1) + 0.5) / resolution, (rows.flatten(1) + 0.5) / resolution
+        # the same arithmetic as `nsr.cameras.pixel_centres`, so a full-image window casts identical rays
+        return (cols.flatten(1) * (1.0 / resolution) + 0.5 / resolution,
+                rows.flatten(1) * (1.0 / resolution) + 0.5 / resolution)
 
     def crop(self, images: torch.Tensor) -> torch.Tensor:
         """images `(B, N, C, R, R)` → the windows `(B, N, C, P, P)`."""
