@@ -195,10 +195,10 @@ class HeldOutObject:
     encoder_input: torch.Tensor  # (V, 10, He, He)
     novel_cameras: torch.Tensor  # (N, 25)
     novel_rgb: torch.Tensor  # (N, 3, R, R) in [-1, 1]
-    condition_camera: torch.Tensor  # (25,)
-    condition_rgb: torch.Tensor  # (3, R, R) in [-1, 1]
-    judge_cameras: torch.Tensor  # (K, 25)
-    judge_rgb: torch.Tensor  # (K, 3, r, r) in [-1, 1]
+    condition_camera: torch.Tensor | None  # (25,); None when image-to-3D is not evaluated
+    condition_rgb: torch.Tensor | None  # (3, R, R) in [-1, 1]; None likewise
+    judge_cameras: torch.Tensor | None  # (K, 25); None when text-to-3D is not evaluated
+    judge_rgb: torch.Tensor | None  # (K, 3, r, r) in [-1, 1]; None likewise
     surface: np.ndarray  # (P, 3) surface samples, y-up like extracted meshes
     floor: np.ndarray  # (P, 3) a second, independent sample of the same surface
 
@@ -214,10 +214,11 @@ def surface_points(index: int, data_seed: int, count: int, seed: int) -> np.ndar
     return rotate_to_y_up(samples.points.double().numpy())
 
 
-def held_out_objects(args: argparse.Namespace, vae: TriplaneVAE, device: torch.device,
+def held_out_objects(args: argparse.Namespace, vae: TriplaneVAE, device: torch.device, tasks: list[str],
                      timer: PhaseTimer) -> list[HeldOutObject]:
     """Render the held-out objects: encoder views at the encoder's side (as the VAE trained), scored views at
-    --render-resolution, judge views at --judge-resolution; then sample their surfaces."""
+    --render-resolution, judge views at --judge-resolution; then sample their surfaces. Views only a task not in
+    `tasks` reads are not rendered: the condition view serves image-to-3D, the judge views text-to-3D."""
     indices = list(range(args.start_index, args.start_index + args.num_objects))
     render_device = str(device) if device.type == "cuda" else "cpu"  # the tracer runs on CUDA or the CPU
 
@@ -227,12 +228,14 @@ def held_out_objects(args: argparse.Namespace, vae: TriplaneVAE, device: torch.d
         return render_records(indices, config)
 
     encoder_views = default_encoder_views(vae.config)
-    scored_views = (args.condition_view, *args.novel_views)
+    condition, judge = "i23d" in tasks, "t23d" in tasks
+    first_novel = 1 if condition else 0  # scored views: [condition view,] novel views
+    scored_views = ((args.condition_view,) if condition else ()) + tuple(args.novel_views)
     with timer("ground_truth.render_s"):
         encoder_records = render(encoder_views, encoder_resolution(vae.config))
         scored = view_images(render(scored_views, args.render_resolution), scored_views, args.render_resolution)
         judged = view_images(render(args.judge_views, args.judge_resolution), args.judge_views,
-                             args.judge_resolution)
+                             args.judge_resolution) if judge else None
     objects = []
     for k, record in enumerate(tqdm(encoder_records, desc="ground truth", unit="object")):
         with timer("ground_truth.surface_s"):
@@ -241,10 +244,11 @@ def held_out_objects(args: argparse.Namespace, vae: TriplaneVAE, device: torch.d
         objects.append(HeldOutObject(
             index=indices[k], category=record.labels["category"], colour=record.labels["main_color"],
             caption=record.caption, encoder_input=record_encoder_input(record, encoder_views, vae.config),
-            novel_cameras=scored[k]["target_cameras"][1:], novel_rgb=scored[k]["target_rgb"][1:],
-            condition_camera=scored[k]["target_cameras"][0], condition_rgb=scored[k]["target_rgb"][0],
-            judge_cameras=judged[k]["target_cameras"], judge_rgb=judged[k]["target_rgb"], surface=surface,
-            floor=floor))
+            novel_cameras=scored[k]["target_cameras"][first_novel:], novel_rgb=scored[k]["target_rgb"][first_novel:],
+            condition_camera=scored[k]["target_cameras"][0] if condition else None,
+            condition_rgb=scored[k]["target_rgb"][0] if condition else None,
+            judge_cameras=judged[k]["target_cameras"] if judge else None,
+            judge_rgb=judged[k]["target_rgb"] if judge else None, surface=surface, floor=floor))
     return objects
 
 
@@ -822,7 +826,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     with timer("load_vae_s"):
         vae = load_vae_folder(path / "vae", device)
     with timer("ground_truth_s"):
-        objects = held_out_objects(args, vae, device, timer)
+        objects = held_out_objects(args, vae, device, tasks, timer)
     settings = {k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
                 for k, v in vars(args).items() if k not in ("argv", "out", "report_md", "figures", "notes",
                                                              "training_logs", "report_only")}

@@ -9,8 +9,13 @@ from scipy.spatial import cKDTree
 from evaluations import point_distances as pd
 from nsr.mesh import chamfer_distance, f_score
 
-# KD-trees, and the brute force that runs on CUDA, here on the CPU (and on CUDA too where there is one).
-ROUTES = [None, torch.device("cpu"), *([torch.device("cuda")] if torch.cuda.is_available() else [])]
+# KD-trees, and the brute force that runs on CUDA, here on the CPU and, where there is one, on CUDA.
+ROUTES = [
+    pytest.param(None, id="kdtree"),
+    pytest.param(torch.device("cpu"), id="brute-force-cpu"),
+    pytest.param(torch.device("cuda"), id="brute-force-cuda", marks=[
+        pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]),
+]
 
 
 def clustered(n: int, seed: int) -> np.ndarray:
@@ -78,7 +83,7 @@ def test_identical_sets_are_exactly_zero_and_half_a_set_recalls_half(device):
 
 def test_reductions_equal_nsr_mesh_chamfer_and_f_score():
     a, b = clustered(700, seed=2), clustered(500, seed=3)
-    for device in ROUTES:
+    for device in [None, torch.device("cpu"), *([torch.device("cuda")] if torch.cuda.is_available() else [])]:
         d_ab, d_ba = pd.nearest_distances(a, b, device)
         l1, l2 = pd.chamfer(d_ab, d_ba)
         reference = chamfer_distance(a, b)
