@@ -157,7 +157,7 @@ def rays_from_uv(cameras: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> tup
     # EG3D's arithmetic, kept to the last bit: the pixel's camera point at z = 1 goes through the whole 4×4
     # cam2world, the camera centre is subtracted, then the difference is normalised. Rotating the camera-space
     # direction instead is the same maths but rounds differently in ~10 % of components, and that rounding decides
-    # whether a ray's first and last samples (exactly on the box faces) pass the renderer's box filter (COMPATIBILITY.md)
+    # whether a ray's first and last samples (exactly on the box faces) pass the box filter (COMPATIBILITY.md)
     ones = torch.ones_like(x_cam)
     world = torch.bmm(c2w, torch.stack([x_cam, y_cam, ones, ones], dim=1))[:, :3].transpose(1, 2)
     origins = c2w[:, None, :3, 3].expand_as(world)

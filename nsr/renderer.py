@@ -34,13 +34,6 @@ class TriplaneRenderer(nn.Module):
         # the plane lookup's implementation, not a model setting: None picks the fused Triton kernel where it runs
         # (CUDA, points without gradient), False forces grid_sample (`nsr.rendering.planes.mean_plane_features`)
         self.fused_lookup: bool | None = None
-        self._march = self._march_chunk  # `compile_march` swaps in a torch.compile'd version
-
-    def compile_march(self) -> None:
-        """torch.compile the per-chunk ray march (sampling, field MLP, compositing) for fixed-shape training: its
-        many small elementwise ops over (B, R, S, ·) samples fuse, which eager PyTorch runs one memory pass each.
-        Rendering results are unchanged up to float reassociation."""
-        self._march = torch.compile(self._march_chunk, dynamic=False)
 
     def _planes(self, triplane: torch.Tensor) -> torch.Tensor:
         """`(B, 3·C, H, W)` plane-major → `(B, 3, C, H, W)` float32."""
@@ -115,8 +108,8 @@ class TriplaneRenderer(nn.Module):
             parts = []
             for i in range(0, origins.shape[1], step):
                 sl = slice(i, i + step)
-                parts.append(self._march(planes, origins[:, sl], directions[:, sl], near[:, sl], far[:, sl],
-                                         deterministic, generator))
+                parts.append(self._march_chunk(planes, origins[:, sl], directions[:, sl], near[:, sl], far[:, sl],
+                                               deterministic, generator))
             depth_min = torch.stack([p["depths"].min() for p in parts]).min()
             depth_max = torch.stack([p["depths"].max() for p in parts]).max()
             cat = {k: torch.cat([p[k] for p in parts], dim=1) for k in ("color", "depth", "weight_sum")}

@@ -94,7 +94,6 @@ class VAETrainConfig:
     seed: int = 0
     bf16: bool = False  # bf16 autocast on GPU; the release trained in fp32
     tf32: bool = False  # TF32 for the float32 matrix work left outside autocast (the renderer's field MLP)
-    compile: bool = False  # torch.compile the renderer's ray march (`TriplaneRenderer.compile_march`)
     triplane_lookup: str = "auto"  # auto (the fused Triton kernel on CUDA), fused, or grid_sample (the release's op)
     skip_bad_samples: bool = False
     max_nonfinite_steps: int = 5
@@ -227,8 +226,6 @@ class VAETrainer:
         if cfg.triplane_lookup not in ("auto", "fused", "grid_sample"):
             raise ValueError(f"--triplane-lookup {cfg.triplane_lookup!r}: choose auto, fused or grid_sample")
         self.vae.renderer.fused_lookup = {"auto": None, "fused": True, "grid_sample": False}[cfg.triplane_lookup]
-        if cfg.compile:
-            self.vae.renderer.compile_march()
         self.forward_module = VAETrainingForward(self.vae)
         self.optimizer = build_adamw(vae_param_groups(self.vae, cfg), self.device)
         self.disc_optimizer = None

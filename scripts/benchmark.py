@@ -860,13 +860,13 @@ class Bench:
             cfg = preset_train_config(VAE_PRESETS[size], loss={"lpips_weight": 0.0})
             for lookup in lookups:
                 config = {"recipe": VAE_PRESETS[size], "batch_size": batch, "triplane_lookup": lookup,
-                          "tf32": self.args.train_tf32, "compiled_march": self.args.train_compile,
+                          "tf32": self.args.train_tf32,
                           "dtype": effective_dtype(self.args, self.device), "render_resolution": cfg.render_resolution,
                           "patch_size": cfg.patch_size, "target_views": cfg.num_target_views,
                           "discriminator": cfg.loss.uses_discriminator, "lpips": False,
                           "optimizer": f"AdamW(fused={self.device.type == 'cuda'})"}
                 name = f"train-vae {VAE_PRESETS[size]} b{batch} {lookup}"
-                name += " tf32" * self.args.train_tf32 + " compiled" * self.args.train_compile
+                name += " tf32" * self.args.train_tf32
                 self.run_config("train-vae", name, config,
                                 functools.partial(self._train_vae, cfg, batch, lookup == "fused"))
 
@@ -877,8 +877,6 @@ class Bench:
         vcfg = vae_config(cfg.preset, cfg.vae_overrides)
         vae = random_network(lambda: TriplaneVAE(vcfg), device, 4).train()
         vae.renderer.fused_lookup = fused_lookup
-        if self.args.train_compile:
-            vae.renderer.compile_march()
         torch.backends.cuda.matmul.allow_tf32 = self.args.train_tf32
         forward = VAETrainingForward(vae)
         loss_fn = VAELoss(cfg.loss).to(device).train()
@@ -928,7 +926,7 @@ class Bench:
         metrics, seconds = self.train_steps(step, batch)
         if self.args.profile_dir is not None:
             name = f"train-vae_{cfg.preset}_b{batch}_{'fused' if fused_lookup else 'grid_sample'}"
-            name += "_tf32" * self.args.train_tf32 + "_compiled" * self.args.train_compile
+            name += "_tf32" * self.args.train_tf32
             metrics["profile"] = str(self.profile(step, name))
         return {**metrics, "params_m": count_params(vae)}, seconds
 
@@ -1043,8 +1041,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="triplane lookups timed in train-vae: grid_sample (the release's op) and fused (the Triton "
                         "kernel; CUDA only)")
     p.add_argument("--train-tf32", action="store_true", help="train-vae with TF32 matmuls (train_vae.py --tf32)")
-    p.add_argument("--train-compile", action="store_true",
-                   help="train-vae with the compiled ray march (train_vae.py --compile)")
     p.add_argument("--profile-dir", type=Path, default=None,
                    help="also write a torch.profiler op table per train-vae configuration into this folder")
     p.add_argument("--time-budget", type=float, default=0.0,

@@ -48,7 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="skip unreadable samples (with a warning) instead of stopping")
     run.add_argument("--bf16", action=bool_flag, help="bf16 autocast on GPU")
     run.add_argument("--tf32", action=bool_flag, help="TF32 matmuls for the float32 renderer MLP on GPU")
-    run.add_argument("--compile", action=bool_flag, help="torch.compile the renderer's ray march")
     run.add_argument("--triplane-lookup", choices=("auto", "fused", "grid_sample"),
                      help="plane lookup: auto = the fused Triton kernel on CUDA, grid_sample = the release's op")
     run.add_argument("--save-interval", type=int, help="steps between checkpoints")

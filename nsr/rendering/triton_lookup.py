@@ -138,7 +138,7 @@ class _MeanTriplaneLookup(torch.autograd.Function):
 
 
 # opaque to torch.compile: the Function runs eagerly inside a compiled region (a graph break), so its hand-written
-# backward is the one used
+# backward is the one used (a compiled training march that traced into it did not learn on the H200)
 @torch._dynamo.disable
 def mean_triplane_lookup(planes: torch.Tensor, points: torch.Tensor, box_warp: float) -> torch.Tensor:
     """planes `(B, 3, C, H, W)` float32, points `(B, M, 3)` float32 without gradient → mean plane features
