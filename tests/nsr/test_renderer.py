@@ -265,3 +265,52 @@ def test_patch_layout_uv_crop_and_sampling():
     assert (anywhere.left + 16 <= 64).all() and (anywhere.top >= 0).all()
     with pytest.raises(ValueError, match="exceeds"):
         sample_patch_layout(1, 1, 8, 16)
+
+
+class ColumnField(nn.Module):
+    """Reads (x, y) back from `xy_triplane`: an opaque square column |x|, |y| < half through the whole box height,
+    i.e. an object that touches the top (and bottom) of the box as tall normalised objects do. Dividing by the
+    constant channel undoes the zero padding's fade in the planes' outer half texel (without it the box's vertical
+    edges would read as x = y = 0)."""
+
+    def __init__(self, half: float):
+        super().__init__()
+        self.half = half
+
+    def forward(self, feats):
+        b, m, _ = feats.shape
+        xy = feats[..., :2] / feats[..., 2:3].clamp_min(1e-6)
+        inside = self.half - xy.abs().amax(-1, keepdim=True)
+        return 1e5 * inside, torch.tensor([0.2, 0.6, 0.3]).expand(b, m, 3)
+
+
+def xy_triplane(box_warp: float) -> torch.Tensor:
+    """Triplane `(1, 3·3, R, R)`: plane 0 (x, y) holds 3x, 3y and 3 in its three channels (the field MLP's input is
+    the mean over the three planes), planes 1 and 2 are zero."""
+    centres = ((torch.arange(RES) + 0.5) / RES * 2 - 1) * box_warp / 2
+    planes = torch.zeros(1, 3, 3, RES, RES)
+    planes[0, 0, 0] = 3 * centres[None, :].expand(RES, RES)
+    planes[0, 0, 1] = 3 * centres[:, None].expand(RES, RES)
+    planes[0, 0, 2] = 3.0
+    return planes.flatten(1, 2)
+
+
+def test_an_object_touching_the_top_of_the_box_is_not_clipped():
+    """Nothing between the box filter, the auto near/far and the sample placement cuts a tall object short: its
+    silhouette reaches the same top row as the analytic column [-h, h]² × [-0.45, 0.45] seen from above the horizon,
+    and every pixel whose ray crosses the column well inside is opaque."""
+    half, res = 0.15, 48
+    r = renderer(ColumnField(half))
+    cams = orbit_cameras([30.0], [20.0], 1.8, focal=1.4)
+    out = r.render(xy_triplane(0.9), cams[None], res, deterministic=True)
+    alpha = out["weights"][0, 0, 0]
+    origins, dirs = camera_rays(cams, res)
+    lo = torch.tensor([-half, -half, -0.45])
+    hi = torch.tensor([half, half, 0.45])
+    t0, t1 = (lo - origins) / dirs, (hi - origins) / dirs
+    path = (torch.minimum(t0, t1).amax(-1) - torch.maximum(t0, t1).amin(-1)).neg().clamp_min(0).reshape(res, res)
+    assert (alpha[path > 0.05] > 0.98).all()
+    assert (alpha[path == 0] < 0.02).all()
+    rows = lambda mask: torch.nonzero(mask.any(1))[:, 0]  # noqa: E731
+    assert abs(int(rows(alpha > 0.5)[0]) - int(rows(path > 0)[0])) <= 1  # the top row of the silhouette
+    assert abs(int(rows(alpha > 0.5)[-1]) - int(rows(path > 0)[-1])) <= 1  # and the bottom row
