@@ -38,6 +38,7 @@ from ldm.base import Conditioner
 from ldm.registry import build_conditioner
 from utils import checkpoint, distributed
 from utils.logging import TrainLogger
+from utils.run_folder import check_run_folder
 from utils.training import (
     EMA,
     NonFiniteGuard,
@@ -110,6 +111,12 @@ class DiffusionTrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# Settings a `--resume` may change (bookkeeping: how long, how often to log / save, where to run); every other
+# setting must match the saved run's.
+RESUMABLE_CHANGES = ("out", "resume", "max_steps", "save_every", "keep_last", "log_every", "workers", "device",
+                     "skip_bad_samples", "max_nonfinite_steps", "tensorboard", "progress")
 
 
 # Training defaults per stage-2 preset; the CLI and shell launchers override single fields. Release presets use the
@@ -275,6 +282,8 @@ class DiffusionTrainer:
             raise ValueError("no latent store; pass --latents DIR (see scripts/extract_latents.py)")
         if cfg.task not in TASK_ARCH:
             raise ValueError(f"unknown task {cfg.task!r}; expected one of {sorted(TASK_ARCH)}")
+        # before anything is built: a refused run must cost nothing and leave --out as it was
+        check_run_folder(cfg.out, cfg.resume, cfg.to_dict(), RESUMABLE_CHANGES)
         self.cfg = cfg
         self.device = distributed.init_distributed(cfg.device)
         self.rank, self.world = distributed.rank(), distributed.world_size()

@@ -31,6 +31,7 @@ from nsr.rendering.patches import PatchLayout, sample_patch_layout
 from nsr.vae import TriplaneVAE
 from utils import checkpoint, distributed
 from utils.logging import TrainLogger
+from utils.run_folder import check_run_folder
 from utils.training import (
     EMA,
     NonFiniteGuard,
@@ -113,6 +114,12 @@ class VAETrainConfig:
     def disc_lr(self) -> float:
         return self.lr_decoder if self.lr_disc is None else self.lr_disc
 
+
+# Settings a `--resume` may change: how long, how often to log / save, where and how fast to run. Every other
+# setting must match the saved run, or the old weights would silently continue under a different recipe.
+RESUMABLE_CHANGES = ("out", "resume", "max_steps", "max_minutes", "init_from", "save_interval", "keep_last",
+                     "log_interval", "num_workers", "device", "tf32", "triplane_lookup", "skip_bad_samples",
+                     "max_nonfinite_steps", "tensorboard", "progress", "lpips_backbone")
 
 # Training defaults per VAE preset; the CLI and shell launchers override single fields.
 TRAIN_PRESETS: dict[str, dict] = {
@@ -209,6 +216,8 @@ class VAETrainer:
             raise ValueError("no output directory; pass --out DIR")
         if not cfg.data:
             raise ValueError("no dataset; pass --data DIR (see scripts/make_dataset.py)")
+        # before anything is built: a refused run must cost nothing and leave --out as it was
+        check_run_folder(cfg.out, cfg.resume, cfg.to_dict(), RESUMABLE_CHANGES, flatten=("loss",))
         self.cfg = cfg
         self.device = distributed.init_distributed(cfg.device)
         self.rank, self.world = distributed.rank(), distributed.world_size()

@@ -136,6 +136,8 @@ def extract(args: argparse.Namespace) -> dict:
         state = "a latent store" if json.loads((out / EXTRACTION_FILE).read_text())["complete"] else \
             "an interrupted extraction (delete it to start over)"
         raise FileExistsError(f"{out} already holds {state}; pass a new --out")
+    if out.is_dir() and any(out.iterdir()):  # the store's files would mix with what is there
+        raise FileExistsError(f"{out} is not empty; pass a new (or empty) --out folder")
     device = pick_device(args.device)
     vae_folder = resolve_model_folder(args.ckpt).resolve()
     vae = load_vae_folder(vae_folder, device)

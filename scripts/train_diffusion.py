@@ -6,6 +6,8 @@
 `--latents` is a latent store written by scripts/extract_latents.py. Training defaults come from the preset
 (`guided_diffusion.trainer.TRAIN_PRESETS`); every flag left out keeps the preset's value. `--out` receives
 checkpoint-<step>/ folders (each loads through checkpoints/loader.py), config.json, log.jsonl and tensorboard/.
+An `--out` that holds a run is only continued (`--resume`, with the run's settings; bookkeeping flags such as
+--max-steps may change) and is otherwise refused untouched (utils/run_folder.py).
 """
 from __future__ import annotations
 

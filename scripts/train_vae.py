@@ -5,6 +5,8 @@
 
 Training defaults come from the preset (`nsr.trainer.TRAIN_PRESETS`); every flag left out keeps the preset's value.
 `--out` receives checkpoint-<step>/ folders, config.json (all settings), log.jsonl and tensorboard/.
+An `--out` that holds a run is only continued (`--resume`, with the run's settings; bookkeeping flags such as
+--max-steps may change) and is otherwise refused untouched (utils/run_folder.py).
 """
 from __future__ import annotations
 

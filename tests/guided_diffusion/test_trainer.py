@@ -14,7 +14,7 @@ from datasets.latents import LatentStoreWriter
 from guided_diffusion.config import build_process
 from guided_diffusion.samplers import sample
 from guided_diffusion.trainer import STATS_FILE, DiffusionTrainer, preset_train_config, train
-from utils.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from utils.checkpoint import latest_checkpoint, load_checkpoint
 from utils.training import NonFiniteLossError
 
 # A few-thousand-parameter model on the store's (12, 32, 32) latent: 4×4 patches keep it at 3 × 64 tokens.
@@ -133,8 +133,10 @@ def test_bad_set_ups_fail_with_one_clear_line(store, vae_folder, tmp_path):
     with pytest.raises(ValueError, match=r"--save-every must be at least 1, got 0"):
         preset_train_config("t23d-tiny", save_every=0)
     train(config("t23d", store, vae_folder, tmp_path / "run", max_steps=1))
-    with pytest.raises(CheckpointError, match=r"checkpoint-00000001 was trained with a different stage2 and "
-                                              r"conditioner configuration; resume with the flags of that run"):
+    # the settings check names the flag (the checkpoint's own model-config check stays behind it)
+    with pytest.raises(ValueError, match=r"run was trained with other settings: --conditioner-options \{\"depth\": "
+                                         r"1, \"num_heads\": 2, \"width\": 32\} \(now \{\"depth\": 1, \"num_heads\": "
+                                         r"2, \"width\": 64\}\); resume with the run's own values"):
         DiffusionTrainer(config("t23d", store, vae_folder, tmp_path / "run", resume=True,
                                 conditioner_options={"width": 64, "depth": 1, "num_heads": 2}))
 
@@ -161,3 +163,21 @@ def test_tiny_dit_and_offline_text_conditioner_memorise_captioned_latents(tmp_pa
     assert distances.argmin(1).tolist() == own.tolist()
     others = distances.masked_fill(torch.nn.functional.one_hot(own, 4).bool(), float("inf")).amin(1)
     assert torch.all(distances[torch.arange(8), own] < 0.85 * others)
+
+
+def test_a_used_out_is_refused_and_a_resume_must_keep_the_settings(store, vae_folder, tmp_path):
+    out = tmp_path / "run"
+    train(config("t23d", store, vae_folder, out, max_steps=1))
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    with pytest.raises(ValueError) as e:
+        DiffusionTrainer(config("t23d", store, vae_folder, out))
+    assert str(e.value) == (f"{out} already holds a training run (config.json, log.jsonl, checkpoint-00000001); "
+                            f"pass --resume to continue it, or a fresh --out folder")
+    with pytest.raises(ValueError) as e:
+        DiffusionTrainer(config("t23d", store, vae_folder, out, resume=True, lr=0.01, use_latent_mean=True))
+    assert str(e.value) == (f"--resume: {out} was trained with other settings: --use-latent-mean False (now True), "
+                            f"--lr 0.001 (now 0.01); resume with the run's own values (see {out / 'config.json'}) "
+                            f"or train into a fresh --out folder")
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    resumed = train(config("t23d", store, vae_folder, out, resume=True, max_steps=2, log_every=2, save_every=2))
+    assert resumed.step == 2

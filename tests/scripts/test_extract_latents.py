@@ -94,6 +94,13 @@ def test_bad_input_is_one_line(script, extracted, procedural_data, vae32_folder,
     assert exit_info.value.code == 1
     assert capsys.readouterr().err == f"extract_latents.py: error: {extracted} already holds a latent store; pass a " \
                                       f"new --out\n"
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit):
+        script("extract_latents").main([*args, "--out", str(tmp_path / "used")])
+    assert capsys.readouterr().err == f"extract_latents.py: error: {tmp_path / 'used'} is not empty; pass a new " \
+                                      f"(or empty) --out folder\n"
+    assert [p.name for p in (tmp_path / "used").iterdir()] == ["notes.txt"]
     for expected in ("view 7 is missing (stored views: [0, 4, 9, 18, 25, 26, 27, 33])",
                      "already holds an interrupted extraction (delete it to start over)"):
         with pytest.raises(SystemExit):

@@ -198,3 +198,56 @@ def test_init_from_starts_with_the_given_weights(one_object, tmp_path):
         assert torch.equal(trainer.vae.state_dict()[name], value), name
     with pytest.raises(ValueError, match="triplane-lookup"):
         VAETrainer(preset_train_config("tiny", data=str(one_object), out=str(tmp_path / "c"), triplane_lookup="x"))
+
+
+def _snapshot(folder: Path) -> dict:
+    """Every file under `folder` with its bytes: a refused run must leave all of them as they were."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_used_out_is_refused_and_a_resume_must_keep_the_settings(one_object, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["--preset", "tiny", "--data", str(one_object), "--out", str(out), "--vae-overrides", json.dumps(LIGHT),
+            "--no-progress", "--no-tensorboard", "--num-target-views", "1", "--save-interval", "1"]
+    main([*base, "--max-steps", "1"])
+    before = _snapshot(out)
+    refusals = [
+        (["--max-steps", "2"],
+         f"{out} already holds a training run (config.json, log.jsonl, checkpoint-00000001); pass --resume to "
+         f"continue it, or a fresh --out folder"),
+        (["--max-steps", "2", "--resume", "--lr-encoder", "0.002", "--l2-weight", "0.5"],
+         f"--resume: {out} was trained with other settings: --lr-encoder 0.001 (now 0.002), --l2-weight 1 (now 0.5); "
+         f"resume with the run's own values (see {out / 'config.json'}) or train into a fresh --out folder"),
+    ]
+    for extra, message in refusals:
+        with pytest.raises(SystemExit) as e:
+            main([*base, *extra])
+        assert e.value.code == 2
+        assert capsys.readouterr().err == f"train_vae.py: error: {message}\n"
+        assert _snapshot(out) == before
+    # bookkeeping may change on a resume: how long, how often, where
+    main([*base, "--max-steps", "2", "--resume", "--log-interval", "5", "--device", "cpu", "--keep-last", "1"])
+    assert [p.name for p in checkpoint.list_checkpoints(out)] == ["checkpoint-00000002"]
+
+
+@pytest.mark.slow
+def test_procedural_chunk_launcher_trains_exports_and_evaluates(tmp_path):
+    """The campaign chunk of docs/TRAINING.md end to end on the CPU: one step from the shipped VAE (the time budget
+    is spent after it), an fp16 pipeline with the new VAE in place, and its held-out evaluation."""
+    from utils.checkpoint import load_weights
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "chunk"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "NUM_OBJECTS": "2", "EVAL_OBJECTS": "1",
+           "DEVICE": "cpu", "EVAL_FLAGS": "--mesh-resolution 24 --points 1000 --surface-points 2000",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(["shell_scripts/train/stage1_vae/procedural_chunk.sh", "checkpoints/procedural/vae", str(out),
+                           "0.000001", "--batch-size", "1", "--num-target-views", "1", "--patch-size", "32",
+                           "--no-progress"], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    new = load_weights(out / "pipeline" / "vae" / "model.safetensors")
+    shipped = load_weights(root / "checkpoints" / "procedural" / "vae" / "model.safetensors")
+    assert all(v.dtype == torch.float16 for v in new.values()) and new.keys() == shipped.keys()
+    assert any(not torch.equal(new[k], shipped[k]) for k in new)  # the step changed the weights
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert metrics["completed_tasks"] == ["vae"] and metrics["vae"]["mean"]["psnr"] > 10
