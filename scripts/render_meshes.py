@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # our `datasets` m
 
 from tqdm import tqdm
 
-from datasets.meshes.load import MeshError, find_meshes
+from datasets.meshes.load import MeshError, find_meshes, load_mesh, normalise
 from datasets.meshes.raster import RasterConfig
 from datasets.meshes.records import RIGS, caption_for, in_shard, mesh_object_id, mesh_record, read_caption_table
 from datasets.rig import NUM_RIG_VIEWS, default_view_ids
@@ -62,7 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--skip-bad", action="store_true", help="report bad files and go on (else stop at one)")
     parser.add_argument("--up", choices=("z", "y"), default="z", help="the source's up axis")
     parser.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="K/N")
-    parser.add_argument("--supersample", type=int, default=2, help="s×s samples per pixel (anti-aliasing)")
+    parser.add_argument("--supersample", type=int, default=None,
+                        help="s×s samples per pixel, box-filtered (anti-aliasing; default 2 on CUDA, 1 on the CPU)")
     parser.add_argument("--workers", type=int, default=4, help="threads encoding and writing files")
     parser.add_argument("--shard-size", type=int, default=1000, help="objects per WebDataset .tar")
     parser.add_argument("--no-progress", action="store_true")
@@ -71,6 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.views = 12 if args.format == "chunks" else NUM_RIG_VIEWS
     if not 1 <= args.views <= NUM_RIG_VIEWS:
         parser.error(f"--views must be in 1..{NUM_RIG_VIEWS}, got {args.views}")
+    if args.supersample is None:
+        args.supersample = 2 if args.device.startswith("cuda") else 1  # 4× the raster work: ~5 s/object at 512² on a CPU core
     if args.supersample < 1:
         parser.error("--supersample must be >= 1")
     return args
@@ -154,8 +157,9 @@ def main(argv=None) -> dict:
         with tqdm(total=len(todo), desc="objects", unit="obj", disable=args.no_progress) as bar:
             for path, rel in todo:
                 try:
-                    record = mesh_record(path, rel, view_ids, args.resolution, args.rig, args.up,
-                                         caption_for(rel, table), device, config)
+                    asset = normalise(load_mesh(path), up=args.up)
+                    record = mesh_record(asset, rel, view_ids, args.resolution, args.rig, caption_for(rel, table),
+                                         device, config)
                 except MeshError as error:
                     failures.append(str(error))
                     tqdm.write(f"bad mesh: {error}", file=sys.stderr)

@@ -59,45 +59,62 @@ def _screen(corners: torch.Tensor, cameras: torch.Tensor, resolution: int) -> tu
     return torch.stack([u * resolution - 0.5, v * resolution - 0.5], dim=-1), z
 
 
-def _barycentric(xy: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """Screen-space barycentrics `(N, 3)` of points p `(N, 2)` in triangles xy `(N, 3, 2)` (inf for degenerate)."""
-    a, b, c = xy[:, 0], xy[:, 1], xy[:, 2]
+def _planes(xy: torch.Tensor, z: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
+    """Screen-linear functions of triangles xy `(T, 3, 2)` with corner depths z `(T, 3)`, `(T, 4, 3)`.
 
-    def cross(o, s, t):
-        return (s[:, 0] - o[:, 0]) * (t[:, 1] - o[:, 1]) - (s[:, 1] - o[:, 1]) * (t[:, 0] - o[:, 0])
+    Rows: the three screen barycentrics and 1/z; columns (c0, cx, cy) give c0 + cx·dx + cy·dy at pixel
+    origin + (dx, dy). Taking them relative to `origin (T, 2)` (the bounding-box corner) keeps the constants at
+    triangle scale, so float32 edge tests stay exact to ~1e-6 px even at 1024².
+    """
+    a, b, c = (xy[:, k] - origin for k in range(3))
 
-    area = cross(a, b, c)
-    return torch.stack([cross(p, b, c), cross(a, p, c), cross(a, b, p)], dim=-1) / area[:, None]
+    def edge(s, t):  # cross(p, s, t) = s×t + p×(s − t) as (c0, cx, cy)
+        return torch.stack([s[:, 0] * t[:, 1] - s[:, 1] * t[:, 0], s[:, 1] - t[:, 1], t[:, 0] - s[:, 0]], dim=-1)
+
+    area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    bary = torch.stack([edge(b, c), edge(c, a), edge(a, b)], dim=1) / area[:, None, None]
+    inv_z = (bary / z[:, :, None]).sum(dim=1, keepdim=True)  # 1/z is linear in screen space
+    return torch.cat([bary, inv_z], dim=1)
 
 
-def _perspective(bary: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Screen barycentrics `(N, 3)` and corner depths `(N, 3)` → depth `(N,)` and perspective-correct barycentrics."""
-    w = bary / z
-    inv_depth = w.sum(dim=-1)
-    return 1.0 / inv_depth, w / inv_depth[:, None]
+def _evaluate(planes: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    """`(N, 4, 3)` planes at offsets dx, dy `(N,)` → `(N, 4)`."""
+    return planes[..., 0] + planes[..., 1] * dx[:, None] + planes[..., 2] * dy[:, None]
 
 
 @torch.no_grad()
 def rasterise(corners: torch.Tensor, cameras: torch.Tensor, resolution: int, near: float = 1e-3,
-              max_candidates: int = 1 << 22) -> Fragments:
-    """Nearest triangle per pixel centre. corners `(F, 3, 3)` world positions, cameras `(V, 25)` (same device)."""
+              max_candidates: int = 1 << 22, max_triangle_views: int = 1 << 22) -> Fragments:
+    """Nearest triangle per pixel centre. corners `(F, 3, 3)` world positions, cameras `(V, 25)` (same device).
+
+    Views go in groups of at most `max_triangle_views` / F (at least one), which bounds the per-triangle tables.
+    """
+    group = max(1, max_triangle_views // max(1, corners.shape[0]))
+    parts = [_rasterise(corners, cameras[k:k + group], resolution, near, max_candidates)
+             for k in range(0, cameras.shape[0], group)]
+    if len(parts) == 1:
+        return parts[0]
+    return Fragments(*(torch.cat([getattr(f, name) for f in parts]) for name in ("face", "depth", "bary")))
+
+
+def _rasterise(corners, cameras, resolution, near, max_candidates) -> Fragments:
     views, faces = cameras.shape[0], corners.shape[0]
     device = corners.device
     xy, z = _screen(corners, cameras, resolution)
-    low = xy.amin(dim=2).ceil()
-    high = xy.amax(dim=2).floor()
-    low, high = low.clamp(0, resolution - 1), high.clamp(0, resolution - 1)
+    low = xy.amin(dim=2).ceil().clamp(0, resolution - 1)
+    high = xy.amax(dim=2).floor().clamp(0, resolution - 1)
     inside = (xy.amin(dim=2) <= resolution - 1).all(-1) & (xy.amax(dim=2) >= 0).all(-1)
     # zero-area triangles (edge-on or degenerate) cover no pixel centre; their barycentrics would divide by 0
     area = ((xy[..., 1, 0] - xy[..., 0, 0]) * (xy[..., 2, 1] - xy[..., 0, 1])
             - (xy[..., 1, 1] - xy[..., 0, 1]) * (xy[..., 2, 0] - xy[..., 0, 0]))
     keep = inside & (z.amin(dim=-1) > near) & (high >= low).all(-1) & (area != 0)
-    size = (high - low + 1).long()
-    counts = torch.where(keep, size[..., 0] * size[..., 1], 0).reshape(-1)
-    tris = counts.nonzero().squeeze(1)  # flat (view·F + face) ids of triangles with candidate pixels
-    counts = counts[tris]
-    xy_flat, z_flat = xy.reshape(-1, 3, 2), z.reshape(-1, 3)
-    low_flat, width = low.reshape(-1, 2).long(), size.reshape(-1, 2)[:, 0]
+    tris = keep.reshape(-1).nonzero().squeeze(1)  # flat (view·F + face) ids of triangles with candidate pixels
+    low = low.reshape(-1, 2)[tris]
+    size = (high.reshape(-1, 2)[tris] - low + 1)
+    counts = (size[:, 0] * size[:, 1]).long()
+    planes = _planes(xy.reshape(-1, 3, 2)[tris], z.reshape(-1, 3)[tris], low)
+    # pixel index of each triangle's box corner; a candidate adds dy·R + dx
+    corner_pixel = ((tris // faces) * resolution + low[:, 1].long()) * resolution + low[:, 0].long()
     keys = torch.full((views * resolution * resolution,), NO_HIT, dtype=torch.int64, device=device)
     # chunks of whole triangles whose candidate counts sum to at most max_candidates (a bigger one goes alone)
     ends = torch.cumsum(counts, 0)
@@ -105,32 +122,34 @@ def rasterise(corners: torch.Tensor, cameras: torch.Tensor, resolution: int, nea
     while start < len(tris):
         base = int(ends[start - 1]) if start else 0
         stop = max(start + 1, int(torch.searchsorted(ends, base + max_candidates, right=True)))
-        tri = tris[start:stop]
         n = counts[start:stop]
-        owner = torch.repeat_interleave(torch.arange(len(tri), device=device), n)
-        offset = torch.arange(int(n.sum()), device=device) - (torch.cumsum(n, 0) - n)[owner]
-        t = tri[owner]
-        px = low_flat[t, 0] + offset % width[t]
-        py = low_flat[t, 1] + offset // width[t]
-        p = torch.stack([px, py], dim=-1).to(xy.dtype)
-        bary = _barycentric(xy_flat[t], p)
-        hit = (bary >= 0).all(dim=-1)
-        depth, _ = _perspective(bary[hit], z_flat[t[hit]])
-        view = t[hit] // faces
-        pixel = (view * resolution + py[hit]) * resolution + px[hit]
+        # candidates of one triangle are contiguous: repeat its rows instead of gathering them per candidate
+        width = torch.repeat_interleave(size[start:stop, 0], n)
+        first = torch.repeat_interleave(ends[start:stop] - n - base, n)
+        offset = (torch.arange(int(n.sum()), device=device) - first).to(xy.dtype)  # exact below 2^24
+        dy = torch.floor((offset + 0.5) / width)
+        dx = offset - dy * width
+        bary = _evaluate(torch.repeat_interleave(planes[start:stop, :3], n, dim=0), dx, dy)
+        hit = (bary >= 0).all(dim=-1).nonzero().squeeze(1)
+        owner = torch.repeat_interleave(torch.arange(start, stop, device=device), n)[hit]
+        dx, dy = dx[hit], dy[hit]
+        pixel = corner_pixel[owner] + dy.long() * resolution + dx.long()
+        depth = 1.0 / _evaluate(planes[owner, 3:], dx, dy)[:, 0]  # only for covered candidates
         # positive float32 depths order like their bit patterns, so one int64 amin picks depth, then triangle
-        key = (depth.float().view(torch.int32).long() << 32) | t[hit]
+        key = (depth.float().view(torch.int32).long() << 32) | owner
         keys.scatter_reduce_(0, pixel, key, reduce="amin")
         start = stop
 
-    covered = keys != NO_HIT
-    winner = (keys[covered] & 0xFFFFFFFF)
-    pixel = covered.nonzero().squeeze(1)
+    pixel = (keys != NO_HIT).nonzero().squeeze(1)
+    winner = keys[pixel] & 0xFFFFFFFF  # index into tris
     px, py = pixel % resolution, (pixel // resolution) % resolution
-    bary = _barycentric(xy_flat[winner], torch.stack([px, py], dim=-1).to(xy.dtype))
-    depth, bary = _perspective(bary, z_flat[winner])
+    values = _evaluate(planes[winner], (px - low[winner, 0].long()).to(xy.dtype),
+                       (py - low[winner, 1].long()).to(xy.dtype))
+    depth = 1.0 / values[:, 3]
+    # perspective-correct barycentrics: screen weights over corner depth, renormalised
+    bary = values[:, :3] / z.reshape(-1, 3)[tris[winner]] * depth[:, None]
     face = torch.full((views * resolution * resolution,), -1, dtype=torch.int64, device=device)
-    face[pixel] = winner % faces
+    face[pixel] = tris[winner] % faces
     out_depth = torch.zeros(face.shape, dtype=corners.dtype, device=device)
     out_depth[pixel] = depth
     out_bary = torch.zeros(*face.shape, 3, dtype=corners.dtype, device=device)

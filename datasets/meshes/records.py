@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets.meshes.load import MeshAsset, load_mesh, normalise
+from datasets.meshes.load import MeshAsset
 from datasets.meshes.raster import MeshTensors, RasterConfig, render_mesh
 from datasets.record import ObjectRecord
 from datasets.rig import object_rig
@@ -92,10 +92,9 @@ def render_asset(asset: MeshAsset, cameras: torch.Tensor, resolution: int, devic
             "alpha": out.alpha[:, 0].float().cpu().numpy(), "depth": out.depth[:, 0].float().cpu().numpy()}
 
 
-def mesh_record(path: str | os.PathLike, rel: str, view_ids, resolution: int, rig: str = "gobjaverse",
-                up: str = "z", caption: str = "", device="cpu", config: RasterConfig | None = None) -> ObjectRecord:
-    """The `ObjectRecord` of the mesh file `path` (named `rel`): loaded, normalised, rendered; MeshError if bad."""
-    asset = normalise(load_mesh(path), up=up)
+def mesh_record(asset: MeshAsset, rel: str, view_ids, resolution: int, rig: str = "gobjaverse", caption: str = "",
+                device="cpu", config: RasterConfig | None = None) -> ObjectRecord:
+    """The `ObjectRecord` of a normalised asset named `rel` (`normalise(load_mesh(path), up)`), rendered on its rig."""
     view_ids = np.asarray(list(view_ids), dtype=np.int64)
     cameras = mesh_cameras(rel, rig, view_ids)
     images = render_asset(asset, cameras, resolution, device, config)

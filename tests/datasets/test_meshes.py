@@ -99,15 +99,17 @@ def test_icosphere_matches_a_float64_ray_cast_and_normals_point_outward():
         assert ((out["normal"][k, hit] * points).sum(-1) > 0.4).all()  # outward on a sphere of radius 0.45
 
 
-def test_candidate_chunks_do_not_change_the_fragments():
+def test_candidate_chunks_and_view_groups_do_not_change_the_fragments():
     import trimesh
 
     corners = torch.tensor(np.asarray(trimesh.creation.icosphere(subdivisions=2, radius=0.45).triangles),
                               dtype=torch.float32)
     cameras = _cameras().float()
     whole = rasterise(corners, cameras, R)
-    chunked = rasterise(corners, cameras, R, max_candidates=500)
-    assert torch.equal(whole.face, chunked.face) and torch.equal(whole.depth, chunked.depth)
+    for chunked in (rasterise(corners, cameras, R, max_candidates=500),
+                    rasterise(corners, cameras, R, max_triangle_views=len(corners))):  # one view at a time
+        assert torch.equal(whole.face, chunked.face) and torch.equal(whole.depth, chunked.depth)
+        assert torch.equal(whole.bary, chunked.bary)
 
 
 def _expected_quad_colors(cameras):
