@@ -43,6 +43,8 @@ from utils.training import (
     EMA,
     NonFiniteGuard,
     ParamGroupSpec,
+    StopSignals,
+    Stopped,
     autocast,
     build_adamw,
     capture_rng_state,
@@ -53,6 +55,7 @@ from utils.training import (
     restore_rng_state,
     resumable_loader,
     seed_everything,
+    stop_reason,
 )
 
 log = logging.getLogger("ln3diff.train")
@@ -325,6 +328,7 @@ class DiffusionTrainer:
         self.guard = NonFiniteGuard(cfg.max_nonfinite_steps)
         self.step = 0
         self.batches_consumed = 0
+        self.stopped: Stopped | None = None  # set when a signal ended `train` early
         if cfg.resume:
             self._resume()
         self.train_model = self._wrap_distributed()
@@ -461,17 +465,24 @@ class DiffusionTrainer:
         logger = TrainLogger(self.out, cfg.max_steps, self.step, enabled=distributed.is_main(),
                              tensorboard=cfg.tensorboard, progress=cfg.progress)
         self.model.train()
-        data = iter(self._loader())
         try:
-            while self.step < cfg.max_steps:
-                terms = self.train_step(next(data))
-                self.batches_consumed += 1
-                self.step += 1
-                logger.advance()
-                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                    logger.log(self.step, log_values(terms, self.optimizer, self.guard, self.device))
-                if self.step % cfg.save_every == 0 or self.step == cfg.max_steps:
-                    self.save()
+            with StopSignals() as signals:  # before the loader's workers start: they inherit its handlers
+                data = iter(self._loader())
+                while self.step < cfg.max_steps:
+                    terms = self.train_step(next(data))
+                    self.batches_consumed += 1
+                    self.step += 1
+                    logger.advance()
+                    if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                        logger.log(self.step, log_values(terms, self.optimizer, self.guard, self.device))
+                    saved = self.step % cfg.save_every == 0 or self.step == cfg.max_steps
+                    folder = self.save() if saved else None
+                    signum = stop_reason(signals, self.device)
+                    if signum is not None and self.step < cfg.max_steps:
+                        folder = folder if saved else self.save()
+                        self.stopped = Stopped(signum, self.step, folder and str(folder))
+                        logger.event(self.stopped.message)
+                        break
         finally:
             logger.close()
 

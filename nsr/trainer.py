@@ -36,6 +36,8 @@ from utils.training import (
     EMA,
     NonFiniteGuard,
     ParamGroupSpec,
+    StopSignals,
+    Stopped,
     autocast,
     build_adamw,
     capture_rng_state,
@@ -46,6 +48,7 @@ from utils.training import (
     restore_rng_state,
     resumable_loader,
     seed_everything,
+    stop_reason,
 )
 
 log = logging.getLogger("ln3diff.train")
@@ -247,6 +250,7 @@ class VAETrainer:
         self.step = 0
         self.batches_consumed = 0
         self.resumed_from: Path | None = None
+        self.stopped: Stopped | None = None  # set when a signal ended `train` early
         if cfg.resume:
             self._resume()
         if cfg.init_from and self.resumed_from is None:
@@ -441,16 +445,6 @@ class VAETrainer:
             self.disc_optimizer.step()
         return terms
 
-    def _out_of_time(self, started: float) -> bool:
-        """Whether the wall-clock budget is spent; under DDP every rank stops when any rank's is (one scalar
-        all-reduce per step, only when a budget is set)."""
-        if self.cfg.max_minutes <= 0:
-            return False
-        spent = time.monotonic() - started > 60 * self.cfg.max_minutes
-        if self.world > 1:
-            spent = bool(distributed.all_reduce_mean(torch.tensor(float(spent), device=self.device)) > 0)
-        return spent
-
     # -- loop ----------------------------------------------------------------------------------------------------
 
     def train(self) -> None:
@@ -466,24 +460,32 @@ class VAETrainer:
             logger.event(f"resumed from {self.resumed_from} at step {self.step}")
         self.forward_module.train()
         self.loss.train()
-        data = self._batches()
         started = time.monotonic()
         try:
-            while self.step < cfg.max_steps:
-                terms = self.generator_step(next(data))
-                self.batches_consumed += 1
-                if self.loss.adversarial_active(self.step):
-                    terms.update(self.discriminator_step(next(data)))
+            with StopSignals() as signals:
+                data = self._batches()
+                while self.step < cfg.max_steps:
+                    terms = self.generator_step(next(data))
                     self.batches_consumed += 1
-                self.step += 1
-                logger.advance()
-                if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
-                    logger.log(self.step, log_values(terms, self.optimizer, self.guard, self.device))
-                if self.step % cfg.save_interval == 0 or self.step == cfg.max_steps:
-                    self.save()
-                elif self._out_of_time(started):
-                    logger.event(f"--max-minutes {cfg.max_minutes:g} reached at step {self.step}; saved, stopping")
-                    self.save()
+                    if self.loss.adversarial_active(self.step):
+                        terms.update(self.discriminator_step(next(data)))
+                        self.batches_consumed += 1
+                    self.step += 1
+                    logger.advance()
+                    if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
+                        logger.log(self.step, log_values(terms, self.optimizer, self.guard, self.device))
+                    saved = self.step % cfg.save_interval == 0 or self.step == cfg.max_steps
+                    folder = self.save() if saved else None
+                    reason = stop_reason(signals, self.device, started, cfg.max_minutes)
+                    if reason is None or self.step == cfg.max_steps:
+                        continue
+                    folder = folder if saved else self.save()
+                    if reason == "max-minutes":
+                        logger.event(f"--max-minutes {cfg.max_minutes:g} reached at step {self.step}; saved, "
+                                     f"stopping")
+                    else:
+                        self.stopped = Stopped(reason, self.step, folder and str(folder))
+                        logger.event(self.stopped.message)
                     break
         finally:
             logger.close()

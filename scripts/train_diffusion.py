@@ -83,7 +83,7 @@ def config_from_args(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> None:
     from datasets.errors import BadSampleError
     from utils.checkpoint import CheckpointError
-    from utils.training import NonFiniteLossError
+    from utils.training import NonFiniteLossError, exit_after_stop
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -95,10 +95,13 @@ def main(argv: list[str] | None = None) -> None:
         trainer = DiffusionTrainer(cfg)  # set-up errors are bad input: latent store, VAE, preset/conditioner fit
     except (ValueError, FileNotFoundError, CheckpointError, BadSampleError) as e:
         fail(e)
+    except KeyboardInterrupt:  # Ctrl-C while setting up: no step ran, so there is nothing to save
+        parser.exit(130, "train_diffusion.py: interrupted before the first step; nothing was saved\n")
     try:
-        trainer.train()
+        trainer.train()  # a SIGINT / SIGTERM ends it after the current step, with a checkpoint
     except (CheckpointError, NonFiniteLossError, BadSampleError) as e:
         fail(e)
+    exit_after_stop("train_diffusion.py", trainer.stopped)
 
 
 def fail(error: Exception) -> None:

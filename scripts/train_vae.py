@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     from datasets.errors import BadSampleError
     from utils import distributed
     from utils.checkpoint import CheckpointError
-    from utils.training import NonFiniteLossError
+    from utils.training import NonFiniteLossError, exit_after_stop
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -126,12 +126,15 @@ def main(argv: list[str] | None = None) -> None:
         trainer = VAETrainer(config_from_args(args))  # bad settings, data or checkpoints surface here
     except (ValueError, TypeError, CheckpointError, BadSampleError) as e:
         parser.exit(2, f"train_vae.py: error: {e}\n")
+    except KeyboardInterrupt:  # Ctrl-C while setting up: no step ran, so there is nothing to save
+        parser.exit(130, "train_vae.py: interrupted before the first step; nothing was saved\n")
     try:
-        trainer.train()
+        trainer.train()  # a SIGINT / SIGTERM ends it after the current step, with a checkpoint
     except (CheckpointError, NonFiniteLossError, BadSampleError) as e:
         parser.exit(1, f"train_vae.py: error: {e}\n")
     finally:
         distributed.shutdown()
+    exit_after_stop("train_vae.py", trainer.stopped)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,18 @@ not objects, but exercises every stage of generation, export, the CLIs and the g
 `script(name)`: a scripts/*.py module (imported as `scripts.<name>`).
 `single_thread`: one torch intra-op thread for a test; test folders of small tensors use it for every test.
 `torch_threads(n)`: a context manager running a block on n torch threads.
+`signal_after_first_step(cmd, out, signum)`: run a training CLI, send it a real signal once its log.jsonl has a
+step line; (exit status, stderr).
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import importlib
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +56,32 @@ def single_thread():
     spin-wait for each other, and two threads ran these small kernels 7–50× slower than one (measured)."""
     with _torch_threads(1):
         yield
+
+
+def _signal_after_first_step(args: list[str], out: Path, signum: int, timeout: float = 120.0) -> tuple[int, str]:
+    """`python args…` from the repository root; `signum` goes to it once `out/log.jsonl` records a step (the
+    run is then inside its training loop, where the signal must end it with a checkpoint)."""
+    # one thread, as the in-process runs it is compared with (`single_thread`): float sums depend on the split
+    proc = subprocess.Popen([sys.executable, *args], cwd=Path(__file__).resolve().parents[1],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + timeout
+    log = out / "log.jsonl"
+    while proc.poll() is None and time.monotonic() < deadline:
+        if log.exists() and '"step"' in log.read_text():
+            proc.send_signal(signum)
+            break
+        time.sleep(0.05)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return proc.returncode, err
+
+
+@pytest.fixture(scope="session")
+def signal_after_first_step():
+    return _signal_after_first_step
 
 
 @pytest.fixture(scope="session")

@@ -94,6 +94,15 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     return out / world_size()
 
 
+def max_over_ranks(values: list[float], device: torch.device | str = "cpu") -> list[float]:
+    """The element-wise maximum of `values` over ranks (one small all-reduce)."""
+    if not is_initialized():
+        return list(values)
+    t = torch.tensor(values, device=device, dtype=torch.float32)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
+
+
 def all_ranks_true(flag: bool, device: torch.device | str = "cpu") -> bool:
     """True only if `flag` is true on every rank (so all ranks take the same branch)."""
     if not is_initialized():

@@ -8,6 +8,8 @@
   exactly the batches (and per-sample augmentation randomness) an uninterrupted run would have seen;
   `resumable_loader` builds the DataLoader around them.
 - `log_values`: a step's loss terms averaged over ranks, with learning rates and the skipped-step count.
+- `StopSignals`, `stop_reason`, `exit_after_stop`: SIGINT / SIGTERM end a run after the current step with a
+  checkpoint (a scheduler's SIGTERM before preemption loses nothing).
 """
 from __future__ import annotations
 
@@ -15,6 +17,10 @@ import contextlib
 import hashlib
 import logging
 import random
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -74,6 +80,82 @@ class NonFiniteGuard:
     def load_state_dict(self, state: dict) -> None:
         self.consecutive = int(state["consecutive"])
         self.total_skipped = int(state["total_skipped"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stopping on a signal
+
+
+class StopSignals:
+    """Inside `with`, the first SIGINT / SIGTERM is only noted (`received`), so the loop can finish its step and
+    save; a second one goes to the handler that was there before (a second Ctrl-C aborts at once).
+
+    Enter it before data-loader workers start: forked workers inherit the noting handler, so a Ctrl-C sent to the
+    whole process group does not kill them under the step that is still running.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():  # Python sets handlers only there
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._note)
+        return self
+
+    def _note(self, signum: int, frame) -> None:
+        if self.received is not None:
+            signal.signal(signum, self._previous.get(signum) or signal.SIG_DFL)
+            signal.raise_signal(signum)
+            return
+        self.received = signum
+        log.warning("%s received: stopping after this step with a checkpoint (send it again to abort at once)",
+                    signal.Signals(signum).name)
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+
+def stop_reason(signals: StopSignals, device: torch.device, started: float = 0.0,
+                max_minutes: float = 0.0) -> int | str | None:
+    """Why the loop stops after this step: a signal number, "max-minutes" (more than `max_minutes` since
+    `started` on any rank; 0: no budget), or None. Every rank gets the same answer, whichever rank received the signal (one scalar all-reduce per step
+    under DDP; the non-finite guard syncs every step already)."""
+    spent = max_minutes > 0 and time.monotonic() - started > 60 * max_minutes
+    signum, spent = distributed.max_over_ranks([float(signals.received or 0), float(spent)], device)
+    if signum:
+        return int(signum)
+    return "max-minutes" if spent else None
+
+
+@dataclass
+class Stopped:
+    """A run ended early by a signal: which one, at which step, and the checkpoint it saved (None on the ranks
+    that did not write it)."""
+
+    signum: int
+    step: int
+    checkpoint: str | None
+
+    @property
+    def message(self) -> str:
+        return (f"stopped by {signal.Signals(self.signum).name} at step {self.step}; saved {self.checkpoint}; "
+                f"continue with --resume")
+
+
+def exit_after_stop(script: str, stopped: Stopped | None) -> None:
+    """End a CLI whose run a signal stopped: one line, and exit status 128 + the signal (130 for SIGINT, 143
+    for SIGTERM), what shells and schedulers read as "ended by that signal" (so `train && next` does not go on)."""
+    if stopped is None:
+        return
+    if stopped.checkpoint is not None:  # one line per run, from the rank that saved
+        print(f"{script}: {stopped.message}", file=sys.stderr)
+    raise SystemExit(128 + stopped.signum)
 
 
 # ---------------------------------------------------------------------------------------------------------------

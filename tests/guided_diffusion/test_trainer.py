@@ -3,6 +3,7 @@ one-line errors for bad set-ups, and a tiny DiT + offline text conditioner that 
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +182,25 @@ def test_a_used_out_is_refused_and_a_resume_must_keep_the_settings(store, vae_fo
     assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
     resumed = train(config("t23d", store, vae_folder, out, resume=True, max_steps=2, log_every=2, save_every=2))
     assert resumed.step == 2
+
+
+def test_sigint_ends_the_run_with_a_checkpoint_that_resumes_exactly(store, vae_folder, tmp_path,
+                                                                    signal_after_first_step):
+    """A real SIGINT (Ctrl-C) to scripts/train_diffusion.py: no traceback, the step finishes and is saved, exit
+    status 130; a `--resume` continues exactly as an uninterrupted run."""
+    out = tmp_path / "stopped"
+    code, err = signal_after_first_step(
+        ["scripts/train_diffusion.py", "--task", "t23d", "--preset", "t23d-tiny", "--latents", str(store), "--vae",
+         str(vae_folder), "--out", str(out), "--max-steps", "1000", "--batch-size", "2", "--stage2-overrides",
+         json.dumps(SMALLEST), "--conditioner-options", json.dumps(CONDITIONER["t23d"]), "--save-every", "3",
+         "--log-every", "1", "--device", "cpu", "--workers", "0", "--no-tensorboard", "--no-progress"],
+        out, signal.SIGINT)
+    folder = latest_checkpoint(out)
+    step = load_checkpoint(folder)["info"]["step"]
+    assert code == 130 and 1 <= step < 1000
+    message = f"stopped by SIGINT at step {step}; saved {folder}; continue with --resume"
+    assert err.splitlines()[-1] == f"train_diffusion.py: {message}" and "Traceback" not in err
+    assert json.loads((out / "log.jsonl").read_text().splitlines()[-1])["event"] == message
+    train(config("t23d", store, vae_folder, out, max_steps=step + 2, resume=True))
+    train(config("t23d", store, vae_folder, tmp_path / "full", max_steps=step + 2))
+    assert losses(out) == losses(tmp_path / "full")

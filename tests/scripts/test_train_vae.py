@@ -1,6 +1,7 @@
 """The VAE trainer end to end on a rendered procedural object: CLI, exact resume, two-process DDP, overfitting."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -251,3 +252,23 @@ def test_procedural_chunk_launcher_trains_exports_and_evaluates(tmp_path):
     assert any(not torch.equal(new[k], shipped[k]) for k in new)  # the step changed the weights
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert metrics["completed_tasks"] == ["vae"] and metrics["vae"]["mean"]["psnr"] > 10
+
+
+def test_sigterm_ends_the_run_with_a_checkpoint_that_resumes_exactly(one_object, tmp_path, signal_after_first_step):
+    """A real SIGTERM (what a scheduler sends before preemption): the step finishes, a checkpoint is saved and
+    logged, the exit status is 143; `--resume` then continues as if never stopped."""
+    flags = ["--preset", "tiny", "--data", str(one_object), "--vae-overrides", json.dumps(LIGHT), "--no-progress",
+             "--no-tensorboard", "--num-target-views", "1", "--log-interval", "1", "--save-interval", "1000"]
+    out = tmp_path / "stopped"
+    code, err = signal_after_first_step(["scripts/train_vae.py", *flags, "--out", str(out), "--max-steps", "1000"],
+                                        out, signal.SIGTERM)
+    folder = checkpoint.latest_checkpoint(out)
+    step = checkpoint.checkpoint_step(folder)
+    assert code == 143 and 1 <= step < 1000
+    message = f"stopped by SIGTERM at step {step}; saved {folder}; continue with --resume"
+    assert err.splitlines()[-1] == f"train_vae.py: {message}" and "Traceback" not in err
+    assert json.loads((out / "log.jsonl").read_text().splitlines()[-1])["event"] == message
+
+    main([*flags, "--out", str(out), "--max-steps", str(step + 1), "--resume"])
+    main([*flags, "--out", str(tmp_path / "full"), "--max-steps", str(step + 1)])
+    assert [r["total"] for r in _log(out)] == [r["total"] for r in _log(tmp_path / "full")]

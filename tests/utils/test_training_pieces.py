@@ -2,6 +2,7 @@
 import json
 import logging
 import random
+import signal
 
 import numpy as np
 import pytest
@@ -18,10 +19,12 @@ from utils.training import (
     ParamGroupSpec,
     ResumableBatchSampler,
     SeededDataset,
+    StopSignals,
     capture_rng_state,
     clip_gradients,
     param_groups_by_prefix,
     restore_rng_state,
+    stop_reason,
 )
 
 
@@ -174,3 +177,15 @@ def test_single_process_distributed_helpers():
     assert distributed.all_gather_object(3) == [3]
     assert distributed.all_ranks_true(True) and not distributed.all_ranks_true(False)
     distributed.barrier()
+
+
+def test_stop_signals_note_the_first_signal_and_pass_on_the_next():
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with StopSignals() as signals:
+        assert stop_reason(signals, torch.device("cpu")) is None
+        signal.raise_signal(signal.SIGTERM)  # noted: the loop finishes its step and saves
+        assert signals.received == signal.SIGTERM and stop_reason(signals, torch.device("cpu")) == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):  # a second signal gets the handler from before: Ctrl-C aborts
+            signal.raise_signal(signal.SIGINT)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert stop_reason(StopSignals(), torch.device("cpu"), started=0.0, max_minutes=1e-9) == "max-minutes"
