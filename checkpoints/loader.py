@@ -32,6 +32,7 @@ from utils.checkpoint import (
     CONFIG_FILE,
     MODEL_FILE,
     CheckpointError,
+    check_finite,
     load_into,
     load_model_folder,
     load_torch_file,
@@ -99,6 +100,7 @@ def load_released_joint(path: str | os.PathLike, task: str | None = None, device
     """The authors' joint checkpoint: the release VAE + T23D or I23D denoiser, strictly converted."""
     path = Path(path)
     state = load_weights(path) if path.suffix == ".safetensors" else load_torch_file(path)
+    check_finite(state, path)  # the released files load through converters, not `load_into`
     released_task = "i23d" if f"{dit_convert.JOINT_PREFIX}cap_embedder.0.weight" in state else "t23d"
     if task is not None and task != released_task:
         raise CheckpointError(f"{path} is a released {released_task} checkpoint, but {task} was asked for; "

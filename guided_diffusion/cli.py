@@ -14,8 +14,9 @@ import torch
 from tqdm import tqdm
 
 from guided_diffusion.acceleration import Acceleration
-from guided_diffusion.pipeline import GenerationSettings, Pipeline, export_object
+from guided_diffusion.pipeline import GenerationSettings, Pipeline, check_settings, export_object
 from utils.checkpoint import CheckpointError
+from utils.validation import InputErrors, Limit
 
 # Errors a user can cause and fix; they end the program with one line instead of a traceback.
 # Internal failures (RuntimeError from a kernel, KeyError from a bug) keep their traceback on purpose.
@@ -67,6 +68,12 @@ def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
     return GenerationSettings(**values)
 
 
+def check_generation_args(args: argparse.Namespace, extra: dict[str, tuple[object, Limit]] | None = None) -> None:
+    """Every numeric flag against its limits (`GENERATION_LIMITS`, and a script's own `extra`) before any input is
+    read or model loaded; raises `InputErrors` naming each bad one."""
+    check_settings(settings_from_args(args), extra)
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
@@ -115,21 +122,28 @@ def run(task: str, args: argparse.Namespace, conditions: list, labels: list[str]
     load_s = time.perf_counter() - t0
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
+    results, failed = [], []
     with tqdm(total=len(conditions) * settings.num_samples, desc=f"{task}", unit="object") as bar:
         for start in range(0, len(conditions), max(1, settings.batch_size // settings.num_samples)):
             chunk = slice(start, start + max(1, settings.batch_size // settings.num_samples))
             for obj in pipeline.generate(conditions[chunk], labels[chunk], settings):
+                bar.update(1)
+                if not bool(torch.isfinite(obj.latent).all()):  # its video would be noise and its mesh empty
+                    failed.append(f"{obj.label!r} sample {obj.sample_index}: the sampled latent holds NaN/inf, so "
+                                  f"nothing was written for it; the likely cause is the checkpoint (a diverged "
+                                  f"run) or an extreme --cfg-scale / --steps")
+                    continue
                 stem = unique_stem(out_dir, f"{slug(obj.label)}_seed{settings.seed + obj.sample_index}")
                 record = {"command": shlex.join(sys.argv), "inputs": inputs or {}, "load_s": load_s}
                 results.append(export_object(pipeline, obj, out_dir, stem, settings, record))
-                bar.update(1)
     for r in results:
         mesh = r["record"]["mesh"]
         summary = f"{mesh['faces']} faces" if mesh["surface"] else "no mesh"
         print(f"wrote {r['paths'].get('mp4', r['paths']['json'])} ({summary})")
         if not mesh["surface"]:
             print(f"warning: {mesh['error']}; try a --mesh-level inside that range", file=sys.stderr)
+    if failed:  # after the good objects are written: exit status 2, one line per failed object
+        raise InputErrors(failed)
     return results
 
 
@@ -144,6 +158,7 @@ def main_guard(fn: Callable[[], object]) -> int:
     try:
         fn()
     except USER_ERRORS as err:
-        print(f"error: {error_line(err)}", file=sys.stderr)
+        for line in err.problems if isinstance(err, InputErrors) else [error_line(err)]:
+            print(f"error: {line}", file=sys.stderr)
         return 2
     return 0

@@ -23,6 +23,7 @@ from nsr.cameras import turntable
 from nsr.mesh import DEFAULT_CHUNK, MESH_FORMATS, EmptyMeshError, Mesh, extract_mesh, save_mesh
 from nsr.vae import TriplaneVAE
 from utils.media import compose_rgb_depth, write_image, write_json_record, write_video
+from utils.validation import Limit, check_numbers
 
 VIDEO_FORMATS = ("mp4", "gif")
 MESH_FILE_TYPES = tuple(MESH_FORMATS.values())  # glb, obj, ply
@@ -47,6 +48,40 @@ class GenerationSettings:
     mesh_chunk: int = DEFAULT_CHUNK
     mesh_formats: tuple[str, ...] = MESH_FILE_TYPES  # ~0.3 s each per 300 k faces
     mesh_faces: int | None = None  # decimate to at most this many faces
+
+
+# What each numeric setting accepts (utils/validation.py): the lower bounds are what the code can run, the upper
+# ones what is certainly a mistake; the CLIs check these before loading a model, `resolve` again for every caller.
+GENERATION_LIMITS: dict[str, Limit] = {
+    "seed": Limit(0, 2**32 - 1, whole=True, why="seeds are 32-bit; sample j uses seed + j"),
+    "num_samples": Limit(1, 1000, whole=True),
+    "steps": Limit(1, 10000, whole=True),
+    "cfg_scale": Limit(0, 100),
+    "batch_size": Limit(1, 1024, whole=True),
+    "video_views": Limit(1, 3600, whole=True),
+    "video_resolution": Limit(2, 2048, whole=True),
+    "video_fps": Limit(0.01, 1000),
+    "mesh_resolution": Limit(2, 1024, whole=True, why="the density grid grows with its cube: 1024³ is a billion "
+                                                      "field queries"),
+    "mesh_level": Limit(),
+    "mesh_chunk": Limit(1, 2**27, whole=True),
+    "mesh_faces": Limit(4, whole=True),
+}
+SETTING_FLAGS = {"mesh_chunk": "--chunk-size"}  # where a flag is not named after its setting
+
+
+def setting_flag(name: str) -> str:
+    return SETTING_FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def check_settings(settings: GenerationSettings, extra: dict[str, tuple[object, Limit]] | None = None) -> None:
+    """Raise `InputErrors` (a ValueError, one line per problem) for every numeric setting out of its limits;
+    `extra`: a caller's own inputs as {flag: (value, limit)}."""
+    extra = extra or {}
+    check_numbers({**{setting_flag(k): getattr(settings, k) for k in GENERATION_LIMITS},
+                   **{flag: value for flag, (value, _) in extra.items()}},
+                  {**{setting_flag(k): limit for k, limit in GENERATION_LIMITS.items()},
+                   **{flag: limit for flag, (_, limit) in extra.items()}})
 
 
 @dataclass
@@ -107,20 +142,15 @@ class Pipeline:
         steps = settings.steps if settings.steps is not None else self.diffusion.num_steps
         cfg = settings.cfg_scale if settings.cfg_scale is not None else self.diffusion.guidance_scale
         video_resolution = settings.video_resolution or (256 if self.device.type == "cuda" else 128)
-        minimums = {"steps": (steps, 1), "num_samples": (settings.num_samples, 1),
-                    "batch_size": (settings.batch_size, 1), "video_views": (settings.video_views, 1),
-                    "video_resolution": (video_resolution, 2),
-                    "mesh_resolution": (settings.mesh_resolution, 2)}
-        for name, (value, least) in minimums.items():
-            if value < least:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
+        resolved = GenerationSettings(**{**asdict(settings), "sampler": sampler, "steps": steps, "cfg_scale": cfg,
+                                         "video_resolution": video_resolution})
+        check_settings(resolved)  # the checkpoint's defaults too, and every caller (the gradio app)
         for name, allowed in (("video_formats", VIDEO_FORMATS), ("mesh_formats", MESH_FILE_TYPES)):
             unknown = [f for f in getattr(settings, name) if f not in allowed]
             if unknown:
                 raise ValueError(f"unknown --{name.replace('_', '-')} entry {unknown[0]!r}; choose from "
                                  f"{', '.join(allowed)}")
-        return GenerationSettings(**{**asdict(settings), "sampler": sampler, "steps": steps, "cfg_scale": cfg,
-                                     "video_resolution": video_resolution})
+        return resolved
 
     def _noise(self, count: int, seed: int) -> torch.Tensor:
         """Seeded N(0, I) latents on the CPU (identical on every device), moved to the device."""

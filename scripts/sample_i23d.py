@@ -12,8 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from guided_diffusion.cli import add_generation_args, main_guard, run
+from guided_diffusion.cli import add_generation_args, check_generation_args, main_guard, run
 from utils.images import list_images, preprocess_image
+from utils.validation import Limit
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,6 +48,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
 
     def go():
+        # before any image is read or a model loaded
+        check_generation_args(args, {"--condition-size": (args.condition_size, Limit(16, 4096, whole=True))})
         images, paths = load_images(args)
         kwargs = {k: v for k, v in (("clip_weights", args.clip_weights), ("dino_weights", args.dino_weights)) if v}
         inputs = {"images": [str(p) for p in paths], "remove_background": args.remove_background,

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from guided_diffusion.cli import add_generation_args, main_guard, run
+from guided_diffusion.cli import add_generation_args, check_generation_args, main_guard, run
 from ldm.prompts import validate_prompts
 
 
@@ -38,6 +38,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
 
     def go():
+        check_generation_args(args)  # before the prompts are read or a model loaded
         prompts = read_prompts(args)
         kwargs = {"source": args.text_encoder} if args.text_encoder else {}
         run("t23d", args, prompts, prompts, kwargs, {"prompts": prompts, "text_encoder": args.text_encoder})

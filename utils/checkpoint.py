@@ -145,8 +145,19 @@ def load_torch_file(path: str | os.PathLike, map_location: str | torch.device = 
                               f"from the previous one") from e
 
 
+def check_finite(state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
+    """Refuse weights holding NaN/inf, naming the first such tensor: such a model loads and runs but yields
+    garbage (a NaN video, no mesh) with no error. One pass over the weights, far cheaper than reading them."""
+    for name, tensor in state.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(f"{source}: tensor {name} holds {bad} NaN/inf values of {tensor.numel()}; the "
+                                  f"weights are damaged (a diverged run or a bad copy): use an earlier checkpoint "
+                                  f"or download the file again")
+
+
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
-    """Strict load with a one-line error listing (some of) the mismatched keys."""
+    """Strict load with a one-line error listing (some of) the mismatched keys; non-finite weights are refused."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -156,6 +167,7 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str | os
                  (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong_shape)) if v]
         raise CheckpointError(f"{source} does not fit the model: {', '.join(parts)}; it was saved for a different "
                               f"architecture — rebuild with its config.json or pick the matching checkpoint")
+    check_finite(state, source)
     model.load_state_dict(state)
 
 

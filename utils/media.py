@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import uuid
 from collections.abc import Iterator, Sequence
@@ -258,13 +259,26 @@ def _json_default(obj):
     raise TypeError(f"cannot store {type(obj).__name__} in a JSON record")
 
 
+def finite_json(obj):
+    """`obj` with NaN / ±inf floats as the strings "nan" / "inf" / "-inf" (as log.jsonl writes them): standard
+    JSON has no such numbers, so Python's bare `NaN` token makes the file unreadable to most other readers."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 def write_json_record(path: str | os.PathLike, settings: dict, overwrite: bool = False) -> Path:
     """Write the settings that produced an output as indented JSON beside it (e.g. `sample.mp4` → `sample.json`).
 
     Paths, devices, dtypes, numpy/torch values and dataclasses are converted; anything else raises TypeError.
     """
     path = Path(path)
-    text = json.dumps(settings, indent=2, default=_json_default) + "\n"
+    plain = json.loads(json.dumps(settings, default=_json_default))  # numpy / torch / paths → JSON types
+    text = json.dumps(finite_json(plain), indent=2, allow_nan=False) + "\n"
     with atomic_output(path, overwrite) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path

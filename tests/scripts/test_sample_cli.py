@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import fields
@@ -321,3 +322,61 @@ def test_cuda_graphs_give_the_eager_latent(tmp_path, fast):
     graphed = run_t23d(tmp_path / "graphs", fast, "--device", "cuda", "--compile", "cudagraphs")
     assert graphed["acceleration"] == "cudagraphs" and "acceleration_fallback" not in graphed
     assert graphed["latent"]["sha256"] == eager["latent"]["sha256"]
+
+
+def test_bad_numbers_are_refused_before_any_work(tmp_path, fast, capsys):
+    """Non-finite or certainly-wrong numbers: one line each, exit 2, before the prompt file is read or the model is
+    loaded (the missing checkpoint and prompt file are never reached), nothing written."""
+    argv = ["--prompt-file", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "out"), *fast,
+            "--ckpt", str(tmp_path / "missing"), "--cfg-scale", "nan", "--seed", "99999999999999999999",
+            "--mesh-resolution", "5000", "--video-fps", "inf", "--steps", "0"]
+    assert sample_t23d.main(argv) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: --seed must be at most 4294967295 (seeds are 32-bit; sample j uses seed + j), got 99999999999999999999",
+        "error: --steps must be at least 1, got 0",
+        "error: --cfg-scale must be a finite number, got nan",
+        "error: --video-fps must be a finite number, got inf",
+        "error: --mesh-resolution must be at most 1024 (the density grid grows with its cube: 1024³ is a billion "
+        "field queries), got 5000"]
+    assert sample_i23d.main(["--image", str(tmp_path / "missing.png"), "--out", str(tmp_path / "out"), *fast,
+                             "--condition-size", "0", "--mesh-level=-inf"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["error: --mesh-level must be a finite number, got -inf",
+                                                    "error: --condition-size must be at least 16, got 0"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_weights_with_nan_are_refused_at_load_naming_the_tensor(tmp_path, fast, tiny_pipeline_dir, capsys):
+    from utils.checkpoint import load_weights, save_weights
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_pipeline_dir, damaged)
+    weights = load_weights(damaged / "t23d" / "model.safetensors")
+    name = sorted(k for k in weights if k.startswith("denoiser."))[0]
+    weights[name].view(-1)[0] = float("nan")
+    save_weights(damaged / "t23d" / "model.safetensors", weights)
+    argv = ["--prompt", PROMPT, "--out", str(tmp_path / "out"), *fast, "--ckpt", str(damaged)]
+    assert sample_t23d.main(argv) == 2
+    assert one_error_line(capsys) == (
+        f"error: {damaged / 't23d' / 'model.safetensors'}: tensor {name.removeprefix('denoiser.')} holds 1 NaN/inf "
+        f"values of {weights[name].numel()}; the weights are damaged (a diverged run or a bad copy): use an earlier "
+        f"checkpoint or download the file again")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_non_finite_latent_stops_that_object_only(tmp_path, fast, capsys, monkeypatch):
+    from guided_diffusion.pipeline import Pipeline
+
+    sample_latents = Pipeline.sample_latents
+
+    def first_is_nan(self, conditions, settings):
+        latents = sample_latents(self, conditions, settings)
+        latents[0] = float("nan")
+        return latents
+
+    monkeypatch.setattr(Pipeline, "sample_latents", first_is_nan)
+    out = tmp_path / "out"
+    assert sample_t23d.main(["--prompt", PROMPT, "--out", str(out), *fast, "--num-samples", "2"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: {PROMPT!r} sample 0: the sampled latent holds NaN/inf, so nothing was written for it; the likely "
+        f"cause is the checkpoint (a diverged run) or an extreme --cfg-scale / --steps")
+    assert stems(out) == {"a_red_chair_with_a_blue_seat_seed1"}  # the good sample is written

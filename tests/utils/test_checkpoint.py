@@ -163,3 +163,15 @@ def test_architecture_mismatch_is_named(tmp_path):
     ckpt.save_checkpoint(tmp_path, 1, model=Tiny(4).state_dict(), config={"width": 4})
     with pytest.raises(ckpt.CheckpointError, match=r"3 shape mismatches \(e\.g\. a\.bias\)"):
         ckpt.load_model_folder(tmp_path, lambda cfg: Tiny(8))
+
+
+def test_weights_with_nan_are_refused_naming_the_tensor(tmp_path):
+    model = Tiny()
+    state = model.state_dict()
+    state["b.weight"][0, 1] = float("inf")
+    ckpt.save_model_folder(tmp_path / "m", state, {"width": 4})
+    with pytest.raises(ckpt.CheckpointError) as e:
+        ckpt.load_model_folder(tmp_path / "m", lambda config: Tiny(config["width"]))
+    assert str(e.value) == (f"{tmp_path / 'm' / ckpt.MODEL_FILE}: tensor b.weight holds 1 NaN/inf values of 8; the "
+                            f"weights are damaged (a diverged run or a bad copy): use an earlier checkpoint or "
+                            f"download the file again")

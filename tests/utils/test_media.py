@@ -131,3 +131,13 @@ def test_contact_sheet_layout_and_captions(tmp_path):
     assert np.asarray(captioned)[4 + 20 : 4 + 20 + 16, 4 : 4 + 30].min() < 128
     path = write_image(tmp_path / "sheet.png", captioned)
     assert Image.open(path).size == captioned.size
+
+
+def test_json_record_is_standard_json_even_with_non_finite_numbers(tmp_path):
+    record = {"latent": {"mean": float("nan"), "std": np.float32("inf")}, "t": torch.tensor([1.0, -float("inf")])}
+    text = write_json_record(tmp_path / "x.json", record).read_text()
+
+    def refuse(token):  # Python's reader would accept NaN / Infinity; other readers do not
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    assert json.loads(text, parse_constant=refuse) == {"latent": {"mean": "nan", "std": "inf"}, "t": [1.0, "-inf"]}

@@ -1,0 +1,59 @@
+"""Numeric inputs checked before any work (docs/RELIABILITY.md): finite, whole where they count things, and in a
+range outside which a value is certainly a mistake. One problem is one line naming the flag and what it accepts.
+
+A NaN guidance scale or a 5000³ mesh grid would otherwise be found only after minutes of loading and sampling (or
+never: NaN flows through to a garbage video with exit status 0).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class InputErrors(ValueError):
+    """Every problem found in a set of inputs, one line each (`str()` is the lines joined by newlines)."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Limit:
+    """What a numeric input accepts: `least` ≤ value ≤ `most` (None: unbounded), whole numbers if `whole`; `why`
+    says what the upper bound protects (shown with it)."""
+
+    least: float | None = None
+    most: float | None = None
+    whole: bool = False
+    why: str = ""
+
+
+def _shown(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def number_problem(flag: str, value, limit: Limit) -> str | None:
+    """The one-line problem with `value` for `flag`, or None when it is acceptable (None itself: the default)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{flag} must be a number, got {value!r}"
+    if not math.isfinite(value):
+        return f"{flag} must be a finite number, got {value}"
+    if limit.whole and value != int(value):
+        return f"{flag} must be a whole number, got {_shown(value)}"
+    if limit.least is not None and value < limit.least:
+        return f"{flag} must be at least {_shown(limit.least)}, got {_shown(value)}"
+    if limit.most is not None and value > limit.most:
+        why = f" ({limit.why})" if limit.why else ""
+        return f"{flag} must be at most {_shown(limit.most)}{why}, got {_shown(value)}"
+    return None
+
+
+def check_numbers(values: Mapping[str, object], limits: Mapping[str, Limit]) -> None:
+    """Raise InputErrors naming every flag of `limits` whose value in `values` (keyed by flag) is unacceptable."""
+    problems = [p for flag, limit in limits.items() if (p := number_problem(flag, values.get(flag), limit))]
+    if problems:
+        raise InputErrors(problems)
