@@ -150,12 +150,14 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     failures: list[str] = []
     written = 0
+    render_seconds = 0.0  # loading + rendering, the rest is encoding and writing files
     stop_error = None
     if todo:
         options = {"max_count": args.shard_size} if args.format == "wds" else {}
         writer = make_writer(args.format, part, workers=args.workers, **options)
         with tqdm(total=len(todo), desc="objects", unit="obj", disable=args.no_progress) as bar:
             for path, rel in todo:
+                tick = time.perf_counter()
                 try:
                     asset = normalise(load_mesh(path), up=args.up)
                     record = mesh_record(asset, rel, view_ids, args.resolution, args.rig, caption_for(rel, table),
@@ -168,6 +170,7 @@ def main(argv=None) -> dict:
                         break
                     bar.update(1)
                     continue
+                render_seconds += time.perf_counter() - tick
                 writer.add(record)
                 written += 1
                 bar.update(1)
@@ -177,9 +180,10 @@ def main(argv=None) -> dict:
     seconds = time.perf_counter() - start
     summary = {"objects": written, "views": written * args.views, "seconds": round(seconds, 3),
                "objects_per_s": round(written / seconds, 4) if seconds > 0 and written else 0.0,
-               "failures": len(failures), "already_complete": already, "shard": f"{shard[0]}/{shard[1]}"}
+               "render_seconds": round(render_seconds, 3), "failures": len(failures), "already_complete": already, "shard": f"{shard[0]}/{shard[1]}"}
     print(f"rendered {written} objects × {args.views} views at {args.resolution}² ({args.format}, {device}) to "
-          f"{part} in {seconds:.1f} s ({summary['objects_per_s']:.3f} objects/s); {len(failures)} failures; "
+          f"{part} in {seconds:.1f} s ({summary['objects_per_s']:.3f} objects/s; loading + rendering "
+          f"{render_seconds:.1f} s); {len(failures)} failures; "
           f"{already} already complete; shard {shard[0]}/{shard[1]} of {len(files)} files")
     if stop_error is not None:
         raise SystemExit(f"stopped at a bad mesh (pass --skip-bad to go on): {stop_error}")

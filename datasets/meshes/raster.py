@@ -209,10 +209,11 @@ def render_mesh(mesh: MeshTensors, cameras: torch.Tensor, resolution: int,
     face = frags.face[hit]
     bary = frags.bary[hit]
     normal = mesh.face_normals[face]
-    point = (mesh.corners[face] * bary[..., None]).sum(dim=1)
-    c2w, _ = split_cameras(cameras.to(point.dtype))
+    c2w, _ = split_cameras(cameras.to(normal.dtype))
     eye = c2w[:, :3, 3][hit.nonzero()[:, 0]]
-    normal = torch.where(((eye - point) * normal).sum(-1, keepdim=True) < 0, -normal, normal)
+    # the side a planar triangle shows is the same at every point of it: test against its first corner
+    facing = ((eye - mesh.corners[face, 0]) * normal).sum(-1, keepdim=True)
+    normal = torch.where(facing < 0, -normal, normal)
     albedo = _albedo(mesh, face, bary)
     color = _shade(normal, albedo, config.lights) if config.lighting else albedo.clamp(0.0, 1.0)
 
