@@ -6,6 +6,7 @@ video, mesh, preview and JSON record. The CLIs (`scripts/sample_*.py`) and the g
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -23,7 +24,7 @@ from nsr.cameras import turntable
 from nsr.mesh import DEFAULT_CHUNK, MESH_FORMATS, EmptyMeshError, Mesh, extract_mesh, save_mesh
 from nsr.vae import TriplaneVAE
 from utils.media import compose_rgb_depth, write_image, write_json_record, write_video
-from utils.validation import Limit, check_numbers
+from utils.validation import SEED, Limit, check_numbers
 
 VIDEO_FORMATS = ("mp4", "gif")
 MESH_FILE_TYPES = tuple(MESH_FORMATS.values())  # glb, obj, ply
@@ -53,7 +54,7 @@ class GenerationSettings:
 # What each numeric setting accepts (utils/validation.py): the lower bounds are what the code can run, the upper
 # ones what is certainly a mistake; the CLIs check these before loading a model, `resolve` again for every caller.
 GENERATION_LIMITS: dict[str, Limit] = {
-    "seed": Limit(0, 2**32 - 1, whole=True, why="seeds are 32-bit; sample j uses seed + j"),
+    "seed": dataclasses.replace(SEED, why="seeds are 32-bit; sample j uses seed + j"),
     "num_samples": Limit(1, 1000, whole=True),
     "steps": Limit(1, 10000, whole=True),
     "cfg_scale": Limit(0, 100),

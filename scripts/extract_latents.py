@@ -38,6 +38,7 @@ from nsr.encoding import default_encoder_views, encoder_resolution, parse_view_i
 from nsr.posterior import Posterior
 from utils.checkpoint import CheckpointError, atomic_write_json, resolve_model_folder
 from utils.training import derive_seed
+from utils.validation import SEED, Limit, check_args
 
 log = logging.getLogger("ln3diff.extract")
 
@@ -123,6 +124,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.batch_size < 1:
         p.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_args("extract_latents.py", args, {"--seed": SEED, "--workers": Limit(0, whole=True),
+                                            "--cond-resolution": Limit(1, 4096, whole=True)})
     return args
 
 

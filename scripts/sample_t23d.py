@@ -23,12 +23,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def read_prompt_file(path: Path) -> str:
+    """The text of a --prompt-file, or one line saying what is wrong with the path (the real problem, not a
+    generic "does not exist")."""
+    if path.is_dir():
+        raise ValueError(f"--prompt-file {path} is a folder; pass a text file with one prompt per line")
+    if not path.exists():
+        raise FileNotFoundError(f"prompt file {path} does not exist")
+    try:
+        return path.read_text(encoding="utf-8")
+    except PermissionError:
+        raise ValueError(f"--prompt-file {path} is not readable (permission denied); check its permissions") \
+            from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"--prompt-file {path} is not UTF-8 text (byte {e.start}); save it as plain UTF-8 text "
+                         f"with one prompt per line") from None
+
+
 def read_prompts(args: argparse.Namespace) -> list[str]:
     prompts = list(args.prompt)
     if args.prompt_file is not None:
-        if not args.prompt_file.is_file():
-            raise FileNotFoundError(f"prompt file {args.prompt_file} does not exist")
-        prompts += [line.strip() for line in args.prompt_file.read_text().splitlines() if line.strip()]
+        prompts += [line.strip() for line in read_prompt_file(args.prompt_file).splitlines() if line.strip()]
     if not prompts and not args.list_samplers:
         raise ValueError("no prompt given: pass --prompt \"...\" (repeatable) or --prompt-file FILE")
     return validate_prompts(prompts) if prompts else []

@@ -84,9 +84,11 @@ def main(argv: list[str] | None = None) -> None:
     from datasets.errors import BadSampleError
     from utils.checkpoint import CheckpointError
     from utils.training import NonFiniteLossError, exit_after_stop
+    from utils.validation import SEED, check_args
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_args("train_diffusion.py", args, {"--seed": SEED})  # before any set-up: a bad number costs nothing
     try:
         cfg = config_from_args(args)
     except (ValueError, TypeError) as e:

@@ -119,9 +119,11 @@ def main(argv: list[str] | None = None) -> None:
     from utils import distributed
     from utils.checkpoint import CheckpointError
     from utils.training import NonFiniteLossError, exit_after_stop
+    from utils.validation import SEED, check_args
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_args("train_vae.py", args, {"--seed": SEED})  # before any set-up: a bad number costs nothing
     try:
         trainer = VAETrainer(config_from_args(args))  # bad settings, data or checkpoints surface here
     except (ValueError, TypeError, CheckpointError, BadSampleError) as e:

@@ -6,7 +6,9 @@ never: NaN flows through to a garbage video with exit status 0).
 """
 from __future__ import annotations
 
+import argparse
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -57,3 +59,21 @@ def check_numbers(values: Mapping[str, object], limits: Mapping[str, Limit]) -> 
     problems = [p for flag, limit in limits.items() if (p := number_problem(flag, values.get(flag), limit))]
     if problems:
         raise InputErrors(problems)
+
+
+# numpy's global seed (training seeds it) takes 32 bits; torch overflows with an opaque "Overflow when unpacking
+# long long" past 64
+SEED = Limit(0, 2**32 - 1, whole=True, why="seeds are 32-bit")
+
+
+def check_args(script: str, args: argparse.Namespace, limits: Mapping[str, Limit]) -> None:
+    """A CLI's flags (argparse dests → --flags) against `limits`, and every float flag finite; on a problem,
+    one `script: error: …` line each and exit status 2 (the training CLIs' convention)."""
+    values = {"--" + k.replace("_", "-"): v for k, v in vars(args).items()}
+    floats = {flag: Limit() for flag, v in values.items() if isinstance(v, float)}
+    try:
+        check_numbers(values, {**floats, **limits})
+    except InputErrors as err:
+        for problem in err.problems:
+            print(f"{script}: error: {problem}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -122,3 +122,13 @@ def test_skip_bad_samples_extracts_the_readable_objects(script, procedural_data,
     assert record["num_objects"] == 1 and record["skipped"] == 1
     assert [p.parent.relative_to(out).as_posix() for p in out.rglob("latent.npy")] == [ids[1]]
     assert f"skipping unreadable object 0: {broken}: not a decodable image" in caplog.text
+
+
+def test_bad_numbers_are_one_line_each(script, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        script("extract_latents").main(["--ckpt", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                                        "--seed", str(2**64), "--workers", "-1"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"extract_latents.py: error: --seed must be at most 4294967295 (seeds are 32-bit), got {2**64}",
+        "extract_latents.py: error: --workers must be at least 0, got -1"]

@@ -380,3 +380,15 @@ def test_a_non_finite_latent_stops_that_object_only(tmp_path, fast, capsys, monk
         f"error: {PROMPT!r} sample 0: the sampled latent holds NaN/inf, so nothing was written for it; the likely "
         f"cause is the checkpoint (a diverged run) or an extreme --cfg-scale / --steps")
     assert stems(out) == {"a_red_chair_with_a_blue_seat_seed1"}  # the good sample is written
+
+
+def test_a_bad_prompt_file_names_the_real_problem(tmp_path, fast, capsys):
+    binary = tmp_path / "prompts.bin"
+    binary.write_bytes(b"a chair\n\xff\xfe")
+    for path, message in ((tmp_path, f"--prompt-file {tmp_path} is a folder; pass a text file with one prompt per "
+                                     f"line"),
+                          (tmp_path / "missing.txt", f"prompt file {tmp_path / 'missing.txt'} does not exist"),
+                          (binary, f"--prompt-file {binary} is not UTF-8 text (byte 8); save it as plain UTF-8 text "
+                                   f"with one prompt per line")):
+        assert sample_t23d.main(["--prompt-file", str(path), "--out", str(tmp_path / "out"), *fast]) == 2
+        assert one_error_line(capsys) == f"error: {message}"

@@ -272,3 +272,16 @@ def test_sigterm_ends_the_run_with_a_checkpoint_that_resumes_exactly(one_object,
     main([*flags, "--out", str(out), "--max-steps", str(step + 1), "--resume"])
     main([*flags, "--out", str(tmp_path / "full"), "--max-steps", str(step + 1)])
     assert [r["total"] for r in _log(out)] == [r["total"] for r in _log(tmp_path / "full")]
+
+
+def test_bad_numbers_are_one_line_each_before_any_set_up(tmp_path, capsys):
+    """A huge --seed (torch: "Overflow when unpacking long long") or a NaN rate is named with its flag; the
+    missing data folder is never reached."""
+    with pytest.raises(SystemExit) as e:
+        main(["--preset", "tiny", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "run"), "--max-steps", "1",
+              "--seed", str(2**70), "--lr-encoder", "nan"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "train_vae.py: error: --lr-encoder must be a finite number, got nan",
+        f"train_vae.py: error: --seed must be at most 4294967295 (seeds are 32-bit), got {2**70}"]
+    assert not (tmp_path / "run").exists()
