@@ -162,9 +162,10 @@ def test_vertex_colours_interpolate_to_the_surface_colour():
     assert np.abs(out["color"][hit] - (points[hit] / 0.9 + 0.5)).max() < 0.5 / 255 + 1e-4
 
 
-def test_ply_vertex_colours_survive_loading(tmp_path):
-    write_good_meshes(tmp_path)
-    asset = load_mesh(tmp_path / "sphere.ply")
+@pytest.mark.parametrize("suffix", ["ply", "glb"])  # PLY vertex properties, glTF COLOR_0
+def test_vertex_colours_survive_loading(tmp_path, suffix):
+    position_colored_sphere().export(tmp_path / f"sphere.{suffix}")
+    asset = load_mesh(tmp_path / f"sphere.{suffix}")
     points = asset.corners.reshape(-1, 3)
     np.testing.assert_allclose(asset.colors.reshape(-1, 3), points / 0.9 + 0.5, atol=0.5 / 255 + 1e-6)
 
