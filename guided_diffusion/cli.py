@@ -16,6 +16,7 @@ from tqdm import tqdm
 from guided_diffusion.acceleration import Acceleration
 from guided_diffusion.pipeline import GenerationSettings, Pipeline, check_settings, export_object
 from utils.checkpoint import CheckpointError
+from utils.media import check_writable_folder
 from utils.validation import InputErrors, Limit
 
 # Errors a user can cause and fix; they end the program with one line instead of a traceback.
@@ -113,6 +114,8 @@ def run(task: str, args: argparse.Namespace, conditions: list, labels: list[str]
     labels name them in file names. inputs: input settings outside GenerationSettings, copied into each JSON record.
     """
     device = pick_device(args.device)
+    if not args.list_samplers:
+        check_writable_folder(args.out)  # before the model load and the sampling, not after
     t0 = time.perf_counter()
     pipeline = Pipeline.from_checkpoint(args.ckpt, task, device, args.compile, **conditioner_kwargs)
     if args.list_samplers:

@@ -37,6 +37,7 @@ from nsr.config import VAEConfig
 from nsr.encoding import default_encoder_views, encoder_resolution, parse_view_ids, record_encoder_input
 from nsr.posterior import Posterior
 from utils.checkpoint import CheckpointError, atomic_write_json, resolve_model_folder
+from utils.media import check_writable_folder
 from utils.training import derive_seed
 from utils.validation import SEED, Limit, check_args
 
@@ -141,6 +142,7 @@ def extract(args: argparse.Namespace) -> dict:
         raise FileExistsError(f"{out} already holds {state}; pass a new --out")
     if out.is_dir() and any(out.iterdir()):  # the store's files would mix with what is there
         raise FileExistsError(f"{out} is not empty; pass a new (or empty) --out folder")
+    check_writable_folder(out)  # before the VAE is loaded and objects encoded
     device = pick_device(args.device)
     vae_folder = resolve_model_folder(args.ckpt).resolve()
     vae = load_vae_folder(vae_folder, device)

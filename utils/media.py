@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -87,6 +88,25 @@ def unique_path(directory: str | os.PathLike, stem: str, ext: str) -> Path:
         n += 1
         candidate = directory / f"{stem}-{n}{ext}"
     return candidate
+
+
+def check_writable_folder(folder: str | os.PathLike, flag: str = "--out") -> None:
+    """Raise ValueError (one line) unless files can be created in `folder`, or in the nearest existing folder
+    above it (the rest is created later). Run before any slow work, so an unwritable output costs seconds, not
+    the run. It probes with a real temporary file: permission bits say nothing for root or on a read-only mount."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {folder}: {existing} is a file, not a folder; pick another {flag}")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError(f"{flag} {folder} is not writable ({e.strerror} in {existing}); pick a writable folder") \
+            from None
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from utils import checkpoint
+from utils.media import check_writable_folder
 
 CONFIG_FILE = "config.json"  # what both trainers write into --out: {"training": <the config's to_dict()>, ...}
 LOG_FILE = "log.jsonl"
@@ -56,6 +57,7 @@ def check_run_folder(out: str | Path, resume: bool, settings: dict, may_change: 
     `may_change` that differs from the saved config.json is named.
     """
     out = Path(out)
+    check_writable_folder(out)  # found now, not after the data and models are built
     found = run_contents(out)
     if not resume:
         if found:

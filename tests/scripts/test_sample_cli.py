@@ -392,3 +392,12 @@ def test_a_bad_prompt_file_names_the_real_problem(tmp_path, fast, capsys):
                                    f"with one prompt per line")):
         assert sample_t23d.main(["--prompt-file", str(path), "--out", str(tmp_path / "out"), *fast]) == 2
         assert one_error_line(capsys) == f"error: {message}"
+
+
+def test_an_unwritable_out_is_found_before_the_model_loads(tmp_path, fast, capsys):
+    (tmp_path / "file.txt").write_text("x")
+    out = tmp_path / "file.txt" / "out"
+    # the missing checkpoint is never reached: the output check comes first
+    assert sample_t23d.main(["--prompt", PROMPT, "--out", str(out), *fast, "--ckpt", str(tmp_path / "none")]) == 2
+    assert one_error_line(capsys) == (f"error: --out {out}: {tmp_path / 'file.txt'} is a file, not a folder; pick "
+                                      f"another --out")

@@ -285,3 +285,13 @@ def test_bad_numbers_are_one_line_each_before_any_set_up(tmp_path, capsys):
         "train_vae.py: error: --lr-encoder must be a finite number, got nan",
         f"train_vae.py: error: --seed must be at most 4294967295 (seeds are 32-bit), got {2**70}"]
     assert not (tmp_path / "run").exists()
+
+
+def test_an_unwritable_out_is_found_before_the_data_is_read(tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("x")
+    out = tmp_path / "file.txt" / "run"
+    with pytest.raises(SystemExit) as e:
+        main(["--preset", "tiny", "--data", str(tmp_path / "none"), "--out", str(out), "--max-steps", "1"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == (f"train_vae.py: error: --out {out}: {tmp_path / 'file.txt'} is a file, not a "
+                                       f"folder; pick another --out\n")

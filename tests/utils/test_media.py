@@ -1,6 +1,7 @@
 """Video/image/JSON writers: formats read back, atomicity, never overwriting."""
 
 import json
+import os
 
 import imageio.v2 as imageio
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image
 from utils.media import (
     VIRIDIS_LUT,
     atomic_output,
+    check_writable_folder,
     compose_rgb_depth,
     contact_sheet,
     unique_path,
@@ -141,3 +143,23 @@ def test_json_record_is_standard_json_even_with_non_finite_numbers(tmp_path):
         raise AssertionError(f"non-standard JSON token {token}")
 
     assert json.loads(text, parse_constant=refuse) == {"latent": {"mean": "nan", "std": "inf"}, "t": [1.0, "-inf"]}
+
+
+def test_writable_folder_check_probes_without_leaving_anything(tmp_path):
+    check_writable_folder(tmp_path / "new" / "deeper")  # created later, by the writer
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(ValueError) as e:
+        check_writable_folder(tmp_path / "file.txt" / "out")
+    assert str(e.value) == (f"--out {tmp_path / 'file.txt' / 'out'}: {tmp_path / 'file.txt'} is a file, not a "
+                            f"folder; pick another --out")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_folder_is_refused(tmp_path):
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(ValueError, match=r"is not writable \(Permission denied in "):
+            check_writable_folder(tmp_path / "out")
+    finally:
+        tmp_path.chmod(0o755)
