@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from guided_diffusion.cli import add_generation_args, check_generation_args, main_guard, run
-from utils.images import list_images, preprocess_image
-from utils.validation import Limit
+from utils.images import ImageLoadError, list_images, preprocess_image
+from utils.validation import InputErrors, Limit
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -31,17 +31,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_images(args: argparse.Namespace) -> tuple[list, list[Path]]:
-    """Preprocessed condition images and their paths (none needed for --list-samplers)."""
+def load_images(args: argparse.Namespace) -> tuple[list, list[Path], list[str]]:
+    """Every input checked up front: the preprocessed condition images of the usable ones, their paths, and one
+    line (file and problem) per unusable one, so that one bad file in a folder does not stop the others."""
     if not args.image:
         if args.list_samplers:
-            return [], []
+            return [], [], []
         raise ValueError("no image given: pass --image PATH (a file or a folder; repeatable)")
-    paths = [p for arg in args.image for p in list_images(arg)]
+    paths, problems = [], []
+    for arg in args.image:
+        try:
+            paths += list_images(arg)
+        except ImageLoadError as err:
+            problems.append(str(err))
     ratio = None if args.no_recentre else 0.85
-    images = [preprocess_image(p, size=args.condition_size, remove_bg=args.remove_background, recentre_ratio=ratio)
-              for p in paths]
-    return images, paths
+    images, usable = [], []
+    for path in paths:
+        try:
+            images.append(preprocess_image(path, size=args.condition_size, remove_bg=args.remove_background,
+                                           recentre_ratio=ratio))
+            usable.append(path)
+        except ImageLoadError as err:
+            problems.append(str(err))
+    if problems and not images and not args.list_samplers:
+        raise InputErrors(problems)
+    return images, usable, problems
 
 
 def main(argv=None) -> int:
@@ -50,11 +64,16 @@ def main(argv=None) -> int:
     def go():
         # before any image is read or a model loaded
         check_generation_args(args, {"--condition-size": (args.condition_size, Limit(16, 4096, whole=True))})
-        images, paths = load_images(args)
+        images, paths, problems = load_images(args)
+        for problem in problems:  # now, not after the run: the good images are generated meanwhile
+            print(f"error: {problem}", file=sys.stderr)
         kwargs = {k: v for k, v in (("clip_weights", args.clip_weights), ("dino_weights", args.dino_weights)) if v}
         inputs = {"images": [str(p) for p in paths], "remove_background": args.remove_background,
                   "recentre": not args.no_recentre, "condition_size": args.condition_size, **kwargs}
         run("i23d", args, images, [p.stem for p in paths], kwargs, inputs)
+        if problems:  # exit status 2: some inputs produced nothing
+            raise InputErrors([f"{len(problems)} of {len(problems) + len(paths)} inputs could not be used (named "
+                               f"above); the others were generated"])
 
     return main_guard(go)
 

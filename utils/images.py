@@ -171,10 +171,17 @@ def preprocess_image(
     remove_bg: run rembg when available (see `remove_background`). recentre_ratio: frame the object at this fraction
     of the side (0.85 as the demo), or None to keep the framing (as the released CLI).
     """
-    if not isinstance(image, Image.Image):
-        image = load_image(image)
+    path = None if isinstance(image, Image.Image) else image
+    if path is not None:
+        image = load_image(path)
     if remove_bg:
         image = remove_background(image)
     if recentre_ratio is not None:
-        image = recentre(image, recentre_ratio)
+        try:
+            image = recentre(image, recentre_ratio)
+        except ValueError as err:  # a file's problem names the file: one folder may hold many images
+            if path is None:
+                raise
+            raise ImageLoadError(f"cannot use image {path}: {str(err).removeprefix('recentre: ')}; use a picture "
+                                 f"showing the object") from None
     return to_tensor(image, size)

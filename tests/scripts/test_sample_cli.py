@@ -401,3 +401,24 @@ def test_an_unwritable_out_is_found_before_the_model_loads(tmp_path, fast, capsy
     assert sample_t23d.main(["--prompt", PROMPT, "--out", str(out), *fast, "--ckpt", str(tmp_path / "none")]) == 2
     assert one_error_line(capsys) == (f"error: --out {out}: {tmp_path / 'file.txt'} is a file, not a folder; pick "
                                       f"another --out")
+
+
+def test_an_image_folder_names_every_bad_file_and_generates_the_good_ones(tmp_path, fast, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(EXAMPLE_IMAGE, folder / "good.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    Image.new("RGBA", (16, 16), (0, 0, 0, 0)).save(folder / "clear.png")
+    out = tmp_path / "out"
+    assert sample_i23d.main(["--image", str(folder), "--image", str(tmp_path / "missing.png"), "--out", str(out),
+                             *fast]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert lines == [
+        f"error: cannot read image {tmp_path / 'missing.png'}: no such file or folder",
+        f"error: cannot read image {folder / 'broken.png'}: not a recognised image format or corrupt",
+        f"error: cannot use image {folder / 'clear.png'}: the image has no foreground (fully transparent or all "
+        f"white); use a picture showing the object",
+        "error: 3 of 4 inputs could not be used (named above); the others were generated"]
+    assert stems(out) == {"good_seed0"}
