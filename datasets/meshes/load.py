@@ -15,6 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -79,17 +80,26 @@ def _check_referenced_files(path: Path) -> None:
                 raise MeshError(path, f"material file {mtl_name} is missing")
             for image in re.findall(r"^\s*map_Kd\s+(?:-\S+\s+\S+\s+)*(.+?)\s*$", mtl.read_text(errors="replace"),
                                     flags=re.MULTILINE):
-                if not (mtl.parent / image).is_file():
-                    raise MeshError(path, f"texture {image} named by {mtl_name} is missing")
+                if (mtl.parent / image).is_file():
+                    continue
+                posix = image.replace("\\", "/")
+                if (mtl.parent / posix).is_file():  # Windows exporters write .\name.jpg; trimesh drops those
+                    raise MeshError(path, f"texture {image} named by {mtl_name} is a Windows path that trimesh "
+                                          f"does not resolve (write {posix} in the .mtl)")
+                raise MeshError(path, f"texture {image} named by {mtl_name} is missing")
     elif suffix == ".gltf":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as error:
             raise MeshError(path, f"not valid glTF JSON ({error})") from None
+        if not isinstance(data, dict):
+            raise MeshError(path, "not a glTF file (the JSON is not an object)")
         for kind in ("buffers", "images"):
-            for item in data.get(kind, []):
-                uri = item.get("uri", "")
-                if uri and not uri.startswith("data:") and not (path.parent / uri).is_file():
+            items = data.get(kind, [])
+            for item in items.values() if isinstance(items, dict) else items:  # glTF 1.0 keeps them by name
+                uri = item.get("uri", "") if isinstance(item, dict) else ""
+                if (uri and not uri.startswith("data:") and not (path.parent / uri).is_file()
+                        and not (path.parent / unquote(uri)).is_file()):  # URIs may be percent-encoded
                     raise MeshError(path, f"{kind[:-1]} file {uri} is missing")
 
 
@@ -126,6 +136,10 @@ def _mesh_part(mesh, textures: list[np.ndarray]) -> tuple[np.ndarray, ...]:
             image = getattr(material, "image", None)
             colors[:] = 1.0 if image is not None else _rgb(getattr(material, "diffuse", None))
         texture = _image(image)
+        if texture is not None and texture.shape[:2] == (2, 2) and np.all(texture == np.float32(100 / 255)):
+            # trimesh's placeholder for UVs without an image (trimesh.visual.material.color_image): no colour
+            texture = None
+            colors[:] = _rgb(None)
         if texture is not None and visual.uv is not None and len(visual.uv) == len(mesh.vertices):
             uvs = np.asarray(visual.uv, dtype=np.float64)[faces]
             texture_ids[:] = len(textures)
@@ -146,6 +160,11 @@ def _colors01(colors) -> np.ndarray:
     return colors[:, :3].astype(np.float64) / scale
 
 
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def load_mesh(path: str | os.PathLike) -> MeshAsset:
     """The triangles of a mesh file in its own coordinates (all meshes, node transforms applied); MeshError if
     the file is unusable."""
@@ -156,18 +175,27 @@ def load_mesh(path: str | os.PathLike) -> MeshAsset:
         raise MeshError(path, "file not found")
     _check_referenced_files(path)
     try:
-        scene = trimesh.load(str(path), force="scene", process=False)
-        geometries = scene.dump(concatenate=False)
+        with np.errstate(all="ignore"):  # NaN vertices are reported below, not as numpy warnings
+            scene = trimesh.load(str(path), force="scene", process=False)
+            geometries = scene.dump(concatenate=False)
     except MeshError:
         raise
     except Exception as error:  # trimesh raises anything from ValueError to struct.error on broken files
-        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        message = _first_line(error)
         raise MeshError(path, f"cannot be read ({type(error).__name__}{': ' + message if message else ''})") from None
     meshes = [g for g in geometries if isinstance(g, trimesh.Trimesh) and len(g.faces)]
     if not meshes:
         raise MeshError(path, "no triangles (empty mesh, point cloud or lines only)")
+    for mesh in meshes:
+        faces = np.asarray(mesh.faces)
+        if faces.min() < 0 or faces.max() >= len(mesh.vertices):
+            raise MeshError(path, f"face indices out of range (up to {int(faces.max())} for "
+                                  f"{len(mesh.vertices)} vertices)")
     textures: list[np.ndarray] = []
-    parts = [_mesh_part(mesh, textures) for mesh in meshes]
+    try:
+        parts = [_mesh_part(mesh, textures) for mesh in meshes]
+    except Exception as error:  # malformed colour/UV/texture data of a file that otherwise parsed
+        raise MeshError(path, f"unusable colours or textures ({type(error).__name__}: {_first_line(error)})") from None
     corners, colors, uvs, texture_ids = (np.concatenate(x) for x in zip(*parts))
     if not np.isfinite(corners).all():
         raise MeshError(path, f"{int((~np.isfinite(corners)).any(axis=-1).sum())} vertices are NaN or infinite")
