@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from guided_diffusion.cli import add_generation_args, check_generation_args, main_guard, run
-from utils.images import ImageLoadError, list_images, preprocess_image
+from utils.images import ImageLoadError, list_images, preprocess_image, require_rembg
 from utils.validation import InputErrors, Limit
 
 
@@ -38,6 +38,8 @@ def load_images(args: argparse.Namespace) -> tuple[list, list[Path], list[str]]:
         if args.list_samplers:
             return [], [], []
         raise ValueError("no image given: pass --image PATH (a file or a folder; repeatable)")
+    if args.remove_background:
+        require_rembg()  # before any image is read: skipping it would leave the backgrounds in, unsaid
     paths, problems = [], []
     for arg in args.image:
         try:

@@ -126,6 +126,18 @@ def rembg_unavailable_reason() -> str | None:
     return None
 
 
+def require_rembg(flag: str = "--remove-background") -> None:
+    """Raise ImportError (one line: what is missing, how to get it, the alternative) unless background removal
+    can run: a step that was asked for must not be skipped silently while the record says it was applied."""
+    reason = rembg_unavailable_reason()
+    if reason is None:
+        return
+    fix = ("install it with `pip install 'rembg[cpu]'` (or rembg[gpu])" if "package" in reason else
+           f"put the {REMBG_MODEL}.onnx model file there")
+    raise ImportError(f"{flag} cannot run: {reason}; {fix}, or drop {flag} and pass cut-out (transparent) or "
+                      f"white-background images")
+
+
 @functools.lru_cache(maxsize=1)
 def _rembg_session():
     import rembg

@@ -422,3 +422,14 @@ def test_an_image_folder_names_every_bad_file_and_generates_the_good_ones(tmp_pa
         f"white); use a picture showing the object",
         "error: 3 of 4 inputs could not be used (named above); the others were generated"]
     assert stems(out) == {"good_seed0"}
+
+
+def test_remove_background_without_rembg_fails_before_any_work(tmp_path, fast, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "rembg", None)  # import fails as if not installed
+    argv = ["--image", str(EXAMPLE_IMAGE), "--out", str(tmp_path / "out"), *fast, "--remove-background"]
+    assert sample_i23d.main(argv) == 2
+    assert one_error_line(capsys) == (
+        "error: --remove-background cannot run: the rembg package is not installed; install it with "
+        "`pip install 'rembg[cpu]'` (or rembg[gpu]), or drop --remove-background and pass cut-out (transparent) or "
+        "white-background images")
+    assert not (tmp_path / "out").exists()
