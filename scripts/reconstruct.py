@@ -30,15 +30,23 @@ import torch
 from datasets.errors import BadSampleError
 from datasets.meshes.load import MESH_SUFFIXES, find_meshes, load_mesh, normalise
 from datasets.meshes.records import mesh_object_id, mesh_record
-from datasets.rig import NUM_RIG_VIEWS
 from datasets.multiview import target_tensors
+from datasets.rig import NUM_RIG_VIEWS
 from datasets.stores import InMemoryStore, ObjectStore, open_store
 from evaluations.image_metrics import image_metrics
 from guided_diffusion.cli import pick_device, slug
 from guided_diffusion.pipeline import triplane_mesh, turntable_frames
 from nsr.encoding import default_encoder_views, parse_view_ids, record_encoder_input
-from nsr.mesh import EmptyMeshError, Mesh, MeshStats, chamfer_distance, f_score, mesh_to_points, rotate_to_y_up, \
-    save_mesh
+from nsr.mesh import (
+    EmptyMeshError,
+    Mesh,
+    MeshStats,
+    chamfer_distance,
+    f_score,
+    mesh_to_points,
+    rotate_to_y_up,
+    save_mesh,
+)
 from nsr.vae import TriplaneVAE
 from utils.checkpoint import CheckpointError, resolve_model_folder
 from utils.media import contact_sheet, write_image, write_json_record, write_video

@@ -11,8 +11,7 @@ from datasets.meshes.raster import MeshTensors, RasterConfig, rasterise, render_
 from nsr.cameras import OBJAVERSE_FOCAL, camera_rays, gobjaverse_rig, orbit_cameras, split_cameras
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/mesh_files.py (tests/ is not a package)
-from mesh_files import (QUADRANTS, position_colored_sphere, textured_quad, write_bad_meshes,  # noqa: E402
-                        write_good_meshes)
+from mesh_files import QUADRANTS, position_colored_sphere, textured_quad, write_bad_meshes, write_good_meshes  # noqa: E402
 
 R = 48
 
