@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from guided_diffusion.acceleration import Acceleration
-from guided_diffusion.pipeline import GenerationSettings, Pipeline, check_settings, export_object
+from guided_diffusion.pipeline import GenerationSettings, Pipeline, check_fits_device, check_settings, export_object
 from utils.checkpoint import CheckpointError
 from utils.media import check_writable_folder
 from utils.validation import InputErrors, Limit
@@ -116,6 +116,7 @@ def run(task: str, args: argparse.Namespace, conditions: list, labels: list[str]
     device = pick_device(args.device)
     if not args.list_samplers:
         check_writable_folder(args.out)  # before the model load and the sampling, not after
+        check_fits_device(settings_from_args(args), device)
     t0 = time.perf_counter()
     pipeline = Pipeline.from_checkpoint(args.ckpt, task, device, args.compile, **conditioner_kwargs)
     if args.list_samplers:

@@ -21,10 +21,10 @@ from guided_diffusion.acceleration import Acceleration, accelerate, check_accele
 from guided_diffusion.config import DiffusionConfig, Process, build_process, from_diffusion_latent
 from guided_diffusion.samplers import DDPM_SAMPLERS, Sampler, sample
 from nsr.cameras import turntable
-from nsr.mesh import DEFAULT_CHUNK, MESH_FORMATS, EmptyMeshError, Mesh, extract_mesh, save_mesh
+from nsr.mesh import DEFAULT_CHUNK, MESH_FORMATS, EmptyMeshError, Mesh, extract_mesh, extraction_bytes, save_mesh
 from nsr.vae import TriplaneVAE
 from utils.media import compose_rgb_depth, write_image, write_json_record, write_video
-from utils.validation import SEED, Limit, check_numbers
+from utils.validation import SEED, Limit, available_memory, check_numbers
 
 VIDEO_FORMATS = ("mp4", "gif")
 MESH_FILE_TYPES = tuple(MESH_FORMATS.values())  # glb, obj, ply
@@ -83,6 +83,25 @@ def check_settings(settings: GenerationSettings, extra: dict[str, tuple[object, 
                    **{flag: value for flag, (value, _) in extra.items()}},
                   {**{setting_flag(k): limit for k, limit in GENERATION_LIMITS.items()},
                    **{flag: limit for flag, (_, limit) in extra.items()}})
+
+
+# Share of the device's free memory one mesh extraction may plan on: the rest covers its triangles, the renderer
+# and what other processes take meanwhile.
+MESH_MEMORY_SHARE = 0.8
+
+
+def check_fits_device(settings: GenerationSettings, device: torch.device) -> None:
+    """Refuse (one line with a resolution that fits) a mesh extraction the device cannot hold, before any work:
+    otherwise it fails with an out-of-memory traceback after the video is written, and no JSON record."""
+    free = available_memory(device)
+    need = extraction_bytes(settings.mesh_resolution, settings.mesh_chunk)
+    if free is None or need <= MESH_MEMORY_SHARE * free:
+        return
+    budget = MESH_MEMORY_SHARE * free - 1024 * settings.mesh_chunk
+    fits = int((max(budget, 0) / 7) ** (1 / 3))  # the resolution whose estimate fits the share
+    raise ValueError(f"--mesh-resolution {settings.mesh_resolution} needs about {need / 2**30:.1f} GiB for mesh "
+                     f"extraction, but the {device.type} device has {free / 2**30:.1f} GiB free; pass "
+                     f"--mesh-resolution {fits} or less (or a smaller --chunk-size)")
 
 
 @dataclass
@@ -146,6 +165,7 @@ class Pipeline:
         resolved = GenerationSettings(**{**asdict(settings), "sampler": sampler, "steps": steps, "cfg_scale": cfg,
                                          "video_resolution": video_resolution})
         check_settings(resolved)  # the checkpoint's defaults too, and every caller (the gradio app)
+        check_fits_device(resolved, self.device)
         for name, allowed in (("video_formats", VIDEO_FORMATS), ("mesh_formats", MESH_FILE_TYPES)):
             unknown = [f for f in getattr(settings, name) if f not in allowed]
             if unknown:

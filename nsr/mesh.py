@@ -198,6 +198,13 @@ def _sync(device: torch.device) -> float:
     return time.perf_counter()
 
 
+def extraction_bytes(resolution: int, chunk_size: int = DEFAULT_CHUNK) -> int:
+    """Estimated peak memory of `extract_mesh` besides the model, from the figures of the module docstring: the σ
+    grid (4 B a cell) and marching cubes (about 3 B a cell), plus one chunk's field query (about 1 KB a point).
+    The triangles (they grow with the surface, res², not res³) are left to the caller's margin."""
+    return 7 * resolution**3 + 1024 * chunk_size
+
+
 def extract_mesh(
     query_fn: QueryFn,
     resolution: int = 192,

@@ -77,3 +77,23 @@ def check_args(script: str, args: argparse.Namespace, limits: Mapping[str, Limit
         for problem in err.problems:
             print(f"{script}: error: {problem}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def available_memory(device) -> int | None:
+    """Bytes the device can still hand out: free CUDA memory, or the host's MemAvailable for the CPU; None where
+    it is not known (then nothing is refused)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

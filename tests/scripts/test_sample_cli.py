@@ -433,3 +433,16 @@ def test_remove_background_without_rembg_fails_before_any_work(tmp_path, fast, c
         "`pip install 'rembg[cpu]'` (or rembg[gpu]), or drop --remove-background and pass cut-out (transparent) or "
         "white-background images")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_mesh_the_device_cannot_hold_is_refused_before_any_work(tmp_path, fast, capsys, monkeypatch):
+    import guided_diffusion.pipeline
+
+    monkeypatch.setattr(guided_diffusion.pipeline, "available_memory", lambda device: 2**30)  # 1 GiB free
+    argv = ["--prompt", PROMPT, "--out", str(tmp_path / "out"), *fast, "--ckpt", str(tmp_path / "none"),
+            "--mesh-resolution", "1024"]
+    assert sample_t23d.main(argv) == 2  # the missing checkpoint is never reached
+    assert one_error_line(capsys) == ("error: --mesh-resolution 1024 needs about 7.1 GiB for mesh extraction, but "
+                                      "the cpu device has 1.0 GiB free; pass --mesh-resolution 469 or less (or a "
+                                      "smaller --chunk-size)")
+    assert not (tmp_path / "out").exists()
