@@ -37,9 +37,11 @@ class RasterConfig:
 
 @dataclass
 class Fragments:
-    """Per-pixel winners, `(V, R, R)` each: triangle index into the mesh (-1 = background), camera-space depth
-    (0 = background) and perspective-correct barycentrics `(V, R, R, 3)`."""
+    """The covered pixels only (P of V·R·R, ascending): flat pixel index `(P,)` into `(V, R, R)` images, triangle
+    index into the mesh `(P,)`, camera-space depth `(P,)` and perspective-correct barycentrics `(P, 3)`.
+    Compact, because every consumer works on covered pixels and scatters into images once."""
 
+    pixel: torch.Tensor
     face: torch.Tensor
     depth: torch.Tensor
     bary: torch.Tensor
@@ -82,6 +84,34 @@ def _evaluate(planes: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch
     return planes[..., 0] + planes[..., 1] * dx[:, None] + planes[..., 2] * dy[:, None]
 
 
+def _row_spans(planes: torch.Tensor, size: torch.Tensor, start: int, stop: int):
+    """Candidate pixels of triangles start … stop − 1: per row of each box only the x-span where the three edge
+    functions are non-negative, widened by 1e-3 px so that float rounding never drops a covered pixel (the exact
+    test follows). Returns the triangle `(N,)` and box offsets dx, dy `(N,)` of every candidate.
+
+    Rows instead of whole boxes halve the candidates of typical triangles (a box is ≥ 2× its triangle).
+    """
+    device, dtype = planes.device, planes.dtype
+    heights = size[start:stop, 1].long()
+    row_tri = torch.repeat_interleave(torch.arange(start, stop, device=device), heights)
+    row_first = torch.repeat_interleave(torch.cumsum(heights, 0) - heights, heights)
+    dy = (torch.arange(len(row_tri), device=device) - row_first).to(dtype)
+    edge = planes[row_tri, :3]  # (rows, 3 edges, (c0, cx, cy))
+    a = edge[..., 0] + edge[..., 2] * dy[:, None]  # the edge function along the row is a + b·dx
+    b = edge[..., 1]
+    bound = -a / torch.where(b == 0, torch.ones_like(b), b)
+    inf = torch.full_like(bound, float("inf"))
+    lower = torch.where(b > 0, bound, torch.where((b == 0) & (a < 0), inf, -inf)).amax(dim=-1)
+    upper = torch.where(b < 0, bound, inf).amin(dim=-1)
+    width = size[row_tri, 0]
+    lo = torch.ceil(lower - 1e-3).clamp_min(0.0)
+    hi = torch.minimum(torch.floor(upper + 1e-3), width - 1)
+    span = (hi - lo + 1).clamp_min(0.0).long()
+    row = torch.repeat_interleave(torch.arange(len(row_tri), device=device), span)
+    offset = torch.arange(len(row), device=device) - (torch.cumsum(span, 0) - span)[row]
+    return row_tri[row], lo[row] + offset.to(dtype), dy[row]
+
+
 @torch.no_grad()
 def rasterise(corners: torch.Tensor, cameras: torch.Tensor, resolution: int, near: float = 1e-3,
               max_candidates: int = 1 << 22, max_triangle_views: int = 1 << 22) -> Fragments:
@@ -90,11 +120,13 @@ def rasterise(corners: torch.Tensor, cameras: torch.Tensor, resolution: int, nea
     Views go in groups of at most `max_triangle_views` / F (at least one), which bounds the per-triangle tables.
     """
     group = max(1, max_triangle_views // max(1, corners.shape[0]))
-    parts = [_rasterise(corners, cameras[k:k + group], resolution, near, max_candidates)
-             for k in range(0, cameras.shape[0], group)]
+    firsts = range(0, cameras.shape[0], group)
+    parts = [_rasterise(corners, cameras[k:k + group], resolution, near, max_candidates) for k in firsts]
     if len(parts) == 1:
         return parts[0]
-    return Fragments(*(torch.cat([getattr(f, name) for f in parts]) for name in ("face", "depth", "bary")))
+    for k, part in zip(firsts, parts):  # a group's pixel indices start at its first view
+        part.pixel += k * resolution * resolution
+    return Fragments(*(torch.cat([getattr(f, name) for f in parts]) for name in ("pixel", "face", "depth", "bary")))
 
 
 def _rasterise(corners, cameras, resolution, near, max_candidates) -> Fragments:
@@ -122,16 +154,10 @@ def _rasterise(corners, cameras, resolution, near, max_candidates) -> Fragments:
     while start < len(tris):
         base = int(ends[start - 1]) if start else 0
         stop = max(start + 1, int(torch.searchsorted(ends, base + max_candidates, right=True)))
-        n = counts[start:stop]
-        # candidates of one triangle are contiguous: repeat its rows instead of gathering them per candidate
-        width = torch.repeat_interleave(size[start:stop, 0], n)
-        first = torch.repeat_interleave(ends[start:stop] - n - base, n)
-        offset = (torch.arange(int(n.sum()), device=device) - first).to(xy.dtype)  # exact below 2^24
-        dy = torch.floor((offset + 0.5) / width)
-        dx = offset - dy * width
-        bary = _evaluate(torch.repeat_interleave(planes[start:stop, :3], n, dim=0), dx, dy)
+        owner, dx, dy = _row_spans(planes, size, start, stop)
+        bary = _evaluate(planes[owner, :3], dx, dy)
         hit = (bary >= 0).all(dim=-1).nonzero().squeeze(1)
-        owner = torch.repeat_interleave(torch.arange(start, stop, device=device), n)[hit]
+        owner = owner[hit]
         dx, dy = dx[hit], dy[hit]
         pixel = corner_pixel[owner] + dy.long() * resolution + dx.long()
         depth = 1.0 / _evaluate(planes[owner, 3:], dx, dy)[:, 0]  # only for covered candidates
@@ -148,14 +174,7 @@ def _rasterise(corners, cameras, resolution, near, max_candidates) -> Fragments:
     depth = 1.0 / values[:, 3]
     # perspective-correct barycentrics: screen weights over corner depth, renormalised
     bary = values[:, :3] / z.reshape(-1, 3)[tris[winner]] * depth[:, None]
-    face = torch.full((views * resolution * resolution,), -1, dtype=torch.int64, device=device)
-    face[pixel] = tris[winner] % faces
-    out_depth = torch.zeros(face.shape, dtype=corners.dtype, device=device)
-    out_depth[pixel] = depth
-    out_bary = torch.zeros(*face.shape, 3, dtype=corners.dtype, device=device)
-    out_bary[pixel] = bary
-    shape = (views, resolution, resolution)
-    return Fragments(face.reshape(shape), out_depth.reshape(shape), out_bary.reshape(*shape, 3))
+    return Fragments(pixel, tris[winner] % faces, depth, bary)
 
 
 class MeshTensors:
@@ -176,6 +195,8 @@ class MeshTensors:
 def _albedo(mesh: MeshTensors, face: torch.Tensor, bary: torch.Tensor) -> torch.Tensor:
     """Surface colour `(P, 3)` of P hit points on triangles `face (P,)` at barycentrics `(P, 3)`."""
     color = (mesh.colors[face] * bary[..., None]).sum(dim=1)
+    if not mesh.textures:
+        return color
     texture_id = mesh.texture_ids[face]
     uv = (mesh.uvs[face] * bary[..., None]).sum(dim=1)
     for k, texture in enumerate(mesh.textures):
@@ -205,12 +226,10 @@ def render_mesh(mesh: MeshTensors, cameras: torch.Tensor, resolution: int,
     frags = rasterise(mesh.corners, cameras.to(mesh.corners.dtype), resolution * s, config.near,
                       config.max_candidates)
     views, size = cameras.shape[0], resolution * s
-    hit = frags.face >= 0
-    face = frags.face[hit]
-    bary = frags.bary[hit]
+    face, bary, pixel = frags.face, frags.bary, frags.pixel
     normal = mesh.face_normals[face]
     c2w, _ = split_cameras(cameras.to(normal.dtype))
-    eye = c2w[:, :3, 3][hit.nonzero()[:, 0]]
+    eye = c2w[:, :3, 3][pixel // (size * size)]
     # the side a planar triangle shows is the same at every point of it: test against its first corner
     facing = ((eye - mesh.corners[face, 0]) * normal).sum(-1, keepdim=True)
     normal = torch.where(facing < 0, -normal, normal)
@@ -218,12 +237,12 @@ def render_mesh(mesh: MeshTensors, cameras: torch.Tensor, resolution: int,
     color = _shade(normal, albedo, config.lights) if config.lighting else albedo.clamp(0.0, 1.0)
 
     def image(values: torch.Tensor, fill: float) -> torch.Tensor:  # (P, C) → (V, C, size, size)
-        out = torch.full((views, size, size, values.shape[-1]), fill, dtype=values.dtype, device=values.device)
-        out[hit] = values
-        return out.permute(0, 3, 1, 2)
+        out = torch.full((views * size * size, values.shape[-1]), fill, dtype=values.dtype, device=values.device)
+        out[pixel] = values
+        return out.reshape(views, size, size, -1).permute(0, 3, 1, 2)
 
-    alpha = hit[:, None].to(color.dtype)
-    color, depth, normal = image(color, 1.0), image(frags.depth[hit][:, None], 0.0), image(normal, 0.0)
+    alpha = image(torch.ones_like(frags.depth)[:, None], 0.0)
+    color, depth, normal = image(color, 1.0), image(frags.depth[:, None], 0.0), image(normal, 0.0)
     if s > 1:
         coverage = F.avg_pool2d(alpha, s)
         safe = coverage.clamp_min(1e-12)

@@ -107,7 +107,8 @@ def test_candidate_chunks_and_view_groups_do_not_change_the_fragments():
     whole = rasterise(corners, cameras, R)
     for chunked in (rasterise(corners, cameras, R, max_candidates=500),
                     rasterise(corners, cameras, R, max_triangle_views=len(corners))):  # one view at a time
-        assert torch.equal(whole.face, chunked.face) and torch.equal(whole.depth, chunked.depth)
+        assert torch.equal(whole.pixel, chunked.pixel) and torch.equal(whole.face, chunked.face)
+        assert torch.equal(whole.depth, chunked.depth)
         assert torch.equal(whole.bary, chunked.bary)
 
 
