@@ -43,19 +43,19 @@ from utils.training import (
     EMA,
     NonFiniteGuard,
     ParamGroupSpec,
-    StopSignals,
     Stopped,
+    StopSignals,
     autocast,
     build_adamw,
     capture_rng_state,
     clip_gradients,
     derive_seed,
+    end_of_step,
     log_values,
     param_groups_by_prefix,
     restore_rng_state,
     resumable_loader,
     seed_everything,
-    stop_reason,
 )
 
 log = logging.getLogger("ln3diff.train")
@@ -475,13 +475,10 @@ class DiffusionTrainer:
                     logger.advance()
                     if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
                         logger.log(self.step, log_values(terms, self.optimizer, self.guard, self.device))
-                    saved = self.step % cfg.save_every == 0 or self.step == cfg.max_steps
-                    folder = self.save() if saved else None
-                    signum = stop_reason(signals, self.device)
-                    if signum is not None and self.step < cfg.max_steps:
-                        folder = folder if saved else self.save()
-                        self.stopped = Stopped(signum, self.step, folder and str(folder))
-                        logger.event(self.stopped.message)
+                    end = end_of_step(self.step, cfg.max_steps, cfg.save_every, self.save, signals, self.device,
+                                      logger)
+                    if end is not None:  # only a signal: this trainer has no wall-clock budget
+                        self.stopped = end
                         break
         finally:
             logger.close()

@@ -36,19 +36,19 @@ from utils.training import (
     EMA,
     NonFiniteGuard,
     ParamGroupSpec,
-    StopSignals,
     Stopped,
+    StopSignals,
     autocast,
     build_adamw,
     capture_rng_state,
     clip_gradients,
     derive_seed,
+    end_of_step,
     log_values,
     param_groups_by_prefix,
     restore_rng_state,
     resumable_loader,
     seed_everything,
-    stop_reason,
 )
 
 log = logging.getLogger("ln3diff.train")
@@ -474,19 +474,11 @@ class VAETrainer:
                     logger.advance()
                     if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
                         logger.log(self.step, log_values(terms, self.optimizer, self.guard, self.device))
-                    saved = self.step % cfg.save_interval == 0 or self.step == cfg.max_steps
-                    folder = self.save() if saved else None
-                    reason = stop_reason(signals, self.device, started, cfg.max_minutes)
-                    if reason is None or self.step == cfg.max_steps:
-                        continue
-                    folder = folder if saved else self.save()
-                    if reason == "max-minutes":
-                        logger.event(f"--max-minutes {cfg.max_minutes:g} reached at step {self.step}; saved, "
-                                     f"stopping")
-                    else:
-                        self.stopped = Stopped(reason, self.step, folder and str(folder))
-                        logger.event(self.stopped.message)
-                    break
+                    end = end_of_step(self.step, cfg.max_steps, cfg.save_interval, self.save, signals, self.device,
+                                      logger, started, cfg.max_minutes)
+                    if end is not None:
+                        self.stopped = end if isinstance(end, Stopped) else None
+                        break
         finally:
             logger.close()
 

@@ -8,8 +8,8 @@
   exactly the batches (and per-sample augmentation randomness) an uninterrupted run would have seen;
   `resumable_loader` builds the DataLoader around them.
 - `log_values`: a step's loss terms averaged over ranks, with learning rates and the skipped-step count.
-- `StopSignals`, `stop_reason`, `exit_after_stop`: SIGINT / SIGTERM end a run after the current step with a
-  checkpoint (a scheduler's SIGTERM before preemption loses nothing).
+- `StopSignals`, `stop_reason`, `end_of_step`, `exit_after_stop`: SIGINT / SIGTERM end a run after the current
+  step with a checkpoint (a scheduler's SIGTERM before preemption loses nothing).
 """
 from __future__ import annotations
 
@@ -124,8 +124,8 @@ class StopSignals:
 def stop_reason(signals: StopSignals, device: torch.device, started: float = 0.0,
                 max_minutes: float = 0.0) -> int | str | None:
     """Why the loop stops after this step: a signal number, "max-minutes" (more than `max_minutes` since
-    `started` on any rank; 0: no budget), or None. Every rank gets the same answer, whichever rank received the signal (one scalar all-reduce per step
-    under DDP; the non-finite guard syncs every step already)."""
+    `started` on any rank; 0: no budget), or None. Every rank gets the same answer, whichever rank received the
+    signal (one scalar all-reduce per step under DDP; the non-finite guard syncs every step already)."""
     spent = max_minutes > 0 and time.monotonic() - started > 60 * max_minutes
     signum, spent = distributed.max_over_ranks([float(signals.received or 0), float(spent)], device)
     if signum:
@@ -146,6 +146,25 @@ class Stopped:
     def message(self) -> str:
         return (f"stopped by {signal.Signals(self.signum).name} at step {self.step}; saved {self.checkpoint}; "
                 f"continue with --resume")
+
+
+def end_of_step(step: int, max_steps: int, save_every: int, save: Callable[[], object], signals: StopSignals,
+                device: torch.device, logger, started: float = 0.0, max_minutes: float = 0.0) -> Stopped | str | None:
+    """The trainers' end of a step: a checkpoint every `save_every` steps and at the last; when a signal or the
+    wall-clock budget says stop before the last step, this step is saved (once) and the reason logged.
+    Returns None to go on, else why the loop ends: "max-minutes", or the signal's `Stopped`."""
+    saved = step % save_every == 0 or step == max_steps
+    folder = save() if saved else None
+    reason = stop_reason(signals, device, started, max_minutes)
+    if reason is None or step == max_steps:
+        return None
+    folder = folder if saved else save()
+    if reason == "max-minutes":
+        logger.event(f"--max-minutes {max_minutes:g} reached at step {step}; saved, stopping")
+        return reason
+    stopped = Stopped(reason, step, folder and str(folder))
+    logger.event(stopped.message)
+    return stopped
 
 
 def exit_after_stop(script: str, stopped: Stopped | None) -> None:
