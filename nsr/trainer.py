@@ -462,7 +462,7 @@ class VAETrainer:
         self.loss.train()
         started = time.monotonic()
         try:
-            with StopSignals() as signals:
+            with StopSignals() as signals:  # before the loader's workers start: they inherit its handlers
                 data = self._batches()
                 while self.step < cfg.max_steps:
                     terms = self.generator_step(next(data))

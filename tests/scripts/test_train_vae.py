@@ -295,3 +295,21 @@ def test_an_unwritable_out_is_found_before_the_data_is_read(tmp_path, capsys):
     assert e.value.code == 2
     assert capsys.readouterr().err == (f"train_vae.py: error: --out {out}: {tmp_path / 'file.txt'} is a file, not a "
                                        f"folder; pick another --out\n")
+
+
+def test_sigterm_under_torchrun_stops_every_rank_at_one_step_with_a_checkpoint(one_object, tmp_path,
+                                                                               signal_after_first_step):
+    """SIGTERM to the torchrun agent (as a scheduler sends it): the agent passes it to both ranks, which agree on
+    the step to stop at (one all-reduce), save once and log it; the launcher's exit status is non-zero."""
+    out = tmp_path / "run"
+    code, err = signal_after_first_step(
+        ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+         "scripts/train_vae.py", "--preset", "tiny", "--data", str(one_object), "--out", str(out), "--max-steps",
+         "1000", "--vae-overrides", json.dumps(LIGHT), "--no-progress", "--no-tensorboard", "--num-target-views", "1",
+         "--log-interval", "1", "--save-interval", "1000", "--device", "cpu"], out, signal.SIGTERM)
+    folder = checkpoint.latest_checkpoint(out)
+    info = json.loads((folder / checkpoint.STATE_JSON_FILE).read_text())
+    assert code != 0 and info["world_size"] == 2 and 1 <= info["step"] < 1000
+    message = f"stopped by SIGTERM at step {info['step']}; saved {folder}; continue with --resume"
+    assert f"train_vae.py: {message}" in err.splitlines()
+    assert json.loads((out / "log.jsonl").read_text().splitlines()[-1])["event"] == message
