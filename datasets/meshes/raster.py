@@ -4,8 +4,9 @@ Cameras follow `nsr.cameras`: a pixel (i, j) is covered when its centre u = (j +
 inside the projected triangle, so silhouettes agree with `camera_rays` to the pixel. Depth is camera-space z from
 perspective-correct interpolation (1/z is linear in screen space), exact for planar triangles up to float32.
 
-The rasteriser works on (triangle, pixel) candidates: every triangle of every view expands to the pixels of its
-screen bounding box (`repeat_interleave`, in chunks of `max_candidates`), candidates inside the triangle scatter
+The rasteriser works on (triangle, pixel) candidates: every triangle of every view expands, row by row of its
+screen bounding box, to the pixels of the row's conservative x-span (`repeat_interleave`, in chunks of at most
+`max_candidates` box pixels), candidates inside the triangle scatter
 a packed int64 key (float32 depth bits << 32 | triangle) with `amin`, so the nearest triangle per pixel wins
 without any per-pixel loop; winners are then re-interpolated once per pixel.
 
