@@ -6,9 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import trimesh
 
-from datasets.meshes.records import mesh_object_id
+from datasets.meshes.load import load_mesh, normalise
+from datasets.meshes.records import mesh_object_id, mesh_record
+from datasets.rig import default_view_ids
 from datasets.stores import open_store
+from nsr.cameras import shapenet_rig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/mesh_files.py (tests/ is not a package)
 from mesh_files import write_bad_meshes, write_good_meshes  # noqa: E402
@@ -134,3 +139,20 @@ def test_the_rendered_store_trains_two_vae_steps(script, tmp_path):
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"step"' in line]
     assert [entry["step"] for entry in log][-1] == 2
     assert all(np.isfinite(v) for entry in log for k, v in entry.items() if k.startswith("loss"))
+
+
+def test_shapenet_rig_and_y_up_sources(script, tmp_path):
+    folder = tmp_path / "meshes"
+    folder.mkdir()
+    trimesh.creation.box(extents=(0.2, 1.0, 0.4)).export(folder / "tall.glb")  # tallest along y
+    out = tmp_path / "out"
+    script("render_meshes").main(_args(folder, out, "--rig", "shapenet", "--up", "y", "--views", "2"))
+    record = open_store(out).read(0)
+    expected = shapenet_rig(40)[torch.tensor(default_view_ids(2))].numpy()
+    order = np.argsort(default_view_ids(2))  # the tree returns views sorted by id
+    np.testing.assert_allclose(record.cameras, expected[order], atol=1e-6)
+    # --up reaches the normalisation: the stored silhouettes are those of the y-up reading, not of the z-up one
+    rendered = {up: mesh_record(normalise(load_mesh(folder / "tall.glb"), up=up), "tall.glb",
+                                record.view_ids, 32, rig="shapenet").alpha for up in ("y", "z")}
+    np.testing.assert_array_equal(record.alpha, rendered["y"])
+    assert (record.alpha != rendered["z"]).mean() > 0.05
