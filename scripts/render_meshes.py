@@ -156,26 +156,28 @@ def main(argv=None) -> dict:
     if todo:
         options = {"max_count": args.shard_size} if args.format == "wds" else {}
         writer = make_writer(args.format, part, workers=args.workers, **options)
-        with tqdm(total=len(todo), desc="objects", unit="obj", disable=args.no_progress) as bar:
-            for path, rel in todo:
-                tick = time.perf_counter()
-                try:
-                    asset = normalise(load_mesh(path), up=args.up)
-                    record = mesh_record(asset, rel, view_ids, args.resolution, args.rig, caption_for(rel, table),
-                                         device, config)
-                except MeshError as error:
-                    failures.append(str(error))
-                    tqdm.write(f"bad mesh: {error}", file=sys.stderr)
-                    if not args.skip_bad:
-                        stop_error = error
-                        break
+        try:
+            with tqdm(total=len(todo), desc="objects", unit="obj", disable=args.no_progress) as bar:
+                for path, rel in todo:
+                    tick = time.perf_counter()
+                    try:
+                        asset = normalise(load_mesh(path), up=args.up)
+                        record = mesh_record(asset, rel, view_ids, args.resolution, args.rig, caption_for(rel, table),
+                                             device, config)
+                    except MeshError as error:
+                        failures.append(str(error))
+                        tqdm.write(f"bad mesh: {error}", file=sys.stderr)
+                        if not args.skip_bad:
+                            stop_error = error
+                            break
+                        bar.update(1)
+                        continue
+                    render_seconds += time.perf_counter() - tick
+                    writer.add(record)
+                    written += 1
                     bar.update(1)
-                    continue
-                render_seconds += time.perf_counter() - tick
-                writer.add(record)
-                written += 1
-                bar.update(1)
-        writer.close()  # also after a bad file: everything rendered so far is kept
+        finally:  # after a bad file, Ctrl-C or a crash too: everything rendered so far reaches the disk
+            writer.close()
     if args.format in ("lmdb", "wds") and stop_error is None and todo:
         (part / DONE_FILE).write_text(json.dumps({"objects": written, "failures": failures}), encoding="utf-8")
     seconds = time.perf_counter() - start
