@@ -14,7 +14,14 @@ import torch
 from tqdm import tqdm
 
 from guided_diffusion.acceleration import Acceleration
-from guided_diffusion.pipeline import GenerationSettings, Pipeline, check_fits_device, check_settings, export_object
+from guided_diffusion.pipeline import (
+    GenerationSettings,
+    Pipeline,
+    check_fits_device,
+    check_settings,
+    export_object,
+    non_finite_latent,
+)
 from utils.checkpoint import CheckpointError
 from utils.media import check_writable_folder
 from utils.validation import InputErrors, Limit
@@ -132,10 +139,9 @@ def run(task: str, args: argparse.Namespace, conditions: list, labels: list[str]
             chunk = slice(start, start + max(1, settings.batch_size // settings.num_samples))
             for obj in pipeline.generate(conditions[chunk], labels[chunk], settings):
                 bar.update(1)
-                if not bool(torch.isfinite(obj.latent).all()):  # its video would be noise and its mesh empty
-                    failed.append(f"{obj.label!r} sample {obj.sample_index}: the sampled latent holds NaN/inf, so "
-                                  f"nothing was written for it; the likely cause is the checkpoint (a diverged "
-                                  f"run) or an extreme --cfg-scale / --steps")
+                problem = non_finite_latent(obj)
+                if problem is not None:
+                    failed.append(problem)
                     continue
                 stem = unique_stem(out_dir, f"{slug(obj.label)}_seed{settings.seed + obj.sample_index}")
                 record = {"command": shlex.join(sys.argv), "inputs": inputs or {}, "load_s": load_s}

@@ -259,6 +259,15 @@ def triplane_mesh(vae: TriplaneVAE, triplane: torch.Tensor, resolution: int = 19
                         device=triplane.device, target_faces=faces)
 
 
+def non_finite_latent(obj: GeneratedObject) -> str | None:
+    """The one-line problem of a sample whose latent holds NaN/inf (its video would be noise and its mesh empty),
+    or None. The CLIs and the demo both stop such an object with it."""
+    if bool(torch.isfinite(obj.latent).all()):
+        return None
+    return (f"{obj.label!r} sample {obj.sample_index}: the sampled latent holds NaN/inf, so nothing was written for "
+            f"it; the likely cause is the checkpoint (a diverged run) or an extreme --cfg-scale / --steps")
+
+
 def latent_fingerprint(latent: torch.Tensor) -> dict:
     """Shape, statistics and a hash of a latent: enough to tell from the JSON records whether two runs agree."""
     data = latent.detach().float().cpu().contiguous()

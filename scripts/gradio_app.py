@@ -29,7 +29,7 @@ from checkpoints.loader import TASKS
 from guided_diffusion.acceleration import Acceleration, check_acceleration
 from guided_diffusion.cli import USER_ERRORS, error_line, pick_device, slug
 from guided_diffusion.config import Stage2Config, preset
-from guided_diffusion.pipeline import GenerationSettings, Pipeline, export_object, samplers_for
+from guided_diffusion.pipeline import GenerationSettings, Pipeline, export_object, non_finite_latent, samplers_for
 from utils.checkpoint import CONFIG_FILE, CheckpointError, read_json, resolve_model_folder
 from utils.images import preprocess_image, rembg_unavailable_reason
 
@@ -124,6 +124,9 @@ class Backend:
             mesh_level=_number(mesh_level, "iso-level"), video_formats=("mp4",), **self.video))
         progress(0.1, desc="sampling")
         (obj,) = pipeline.generate([condition], [label], settings)
+        problem = non_finite_latent(obj)
+        if problem is not None:  # as the CLIs: no garbage video for a NaN sample
+            raise ValueError(problem)
         progress(0.6, desc="rendering and meshing")
         out_dir = self.request_dir()
         result = export_object(pipeline, obj, out_dir, f"{slug(label)}_seed{settings.seed}", settings,

@@ -118,7 +118,7 @@ def test_api_concurrent_requests_each_get_their_own_outputs(app, tiny_mesh_level
     assert records[0]["latent"]["sha256"] != records[1]["latent"]["sha256"]
 
 
-def test_api_errors_are_one_line(app):
+def test_api_errors_are_one_line(app, tmp_path):
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
@@ -130,6 +130,20 @@ def test_api_errors_are_one_line(app):
     with pytest.raises(AppError) as err:
         client.predict(None, False, True, 0, 4.0, 2, "euler", 16, 0.0, api_name="/i23d")
     assert str(err.value) == "no image: upload one or pick an example"
+    # the CLIs' checks (docs/RELIABILITY.md) hold for the demo too
+    with pytest.raises(AppError) as err:
+        client.predict(PROMPT, 2**40, 6.5, 2, "ddim", 16, 0.0, api_name="/t23d")
+    assert str(err.value) == (f"--seed must be at most 4294967295 (seeds are 32-bit; sample j uses seed + j), got "
+                              f"{2**40}")
+    from gradio_client import handle_file
+    from PIL import Image
+
+    clear = tmp_path / "clear.png"
+    Image.new("RGBA", (16, 16), (0, 0, 0, 0)).save(clear)
+    with pytest.raises(AppError) as err:
+        client.predict(handle_file(str(clear)), False, True, 0, 4.0, 2, "euler", 16, 0.0, api_name="/i23d")
+    assert str(err.value).startswith("cannot use image ") and str(err.value).endswith(
+        "clear.png: the image has no foreground (fully transparent or all white); use a picture showing the object")
 
 
 @pytest.mark.browser
