@@ -1,6 +1,6 @@
 """Encode a multi-view dataset with a trained VAE into the stage-2 latent store (spec §7.6).
 
-    python scripts/extract_latents.py --ckpt VAE_DIR --data DATA_DIR --out LATENT_DIR [--device cuda]
+    python scripts/extract_latents.py --ckpt VAE_DIR --data DATA_DIR --out LATENT_DIR [--device cuda] [--resume]
 
 Each object's latent-extraction views (the G-Objaverse rig views 25, 0, 9, 18, 27, 33, or the first few of them
 that a smaller VAE trained on) are encoded once; the store keeps the posterior sample (the diffusion target, as
@@ -23,13 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # our `datasets` must shadow HuggingFace's
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from datasets.collate import collate_samples
 from datasets.errors import BadSampleError
-from datasets.latents import LatentStoreWriter
+from datasets.latents import META_FILE, LatentStoreWriter
 from datasets.multiview import target_tensors
 from datasets.stores import ObjectStore, open_store
 from guided_diffusion.trainer import EXTRACTION_FILE, STATS_FILE
@@ -38,6 +39,7 @@ from nsr.encoding import default_encoder_views, encoder_resolution, parse_view_i
 from nsr.posterior import Posterior
 from utils.checkpoint import CheckpointError, atomic_write_json, resolve_model_folder
 from utils.media import check_writable_folder
+from utils.run_folder import differing_settings
 from utils.training import derive_seed
 from utils.validation import SEED, Limit, check_args
 
@@ -122,6 +124,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=4, help="data-loading processes")
     p.add_argument("--seed", type=int, default=0, help="seeds each object's posterior sample (with its id)")
     p.add_argument("--skip-bad-samples", action="store_true", help="skip unreadable objects instead of stopping")
+    p.add_argument("--resume", action="store_true",
+                   help="finish an interrupted extraction in --out (same flags): its written objects are kept")
     args = p.parse_args(argv)
     if args.batch_size < 1:
         p.error(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -136,11 +140,13 @@ def extract(args: argparse.Namespace) -> dict:
     from guided_diffusion.cli import pick_device
 
     out = Path(args.out)
-    if (out / EXTRACTION_FILE).exists():
-        state = "a latent store" if json.loads((out / EXTRACTION_FILE).read_text())["complete"] else \
-            "an interrupted extraction (delete it to start over)"
-        raise FileExistsError(f"{out} already holds {state}; pass a new --out")
-    if out.is_dir() and any(out.iterdir()):  # the store's files would mix with what is there
+    previous = json.loads((out / EXTRACTION_FILE).read_text()) if (out / EXTRACTION_FILE).exists() else None
+    if previous is not None and previous["complete"]:
+        raise FileExistsError(f"{out} already holds a latent store; pass a new --out")
+    if previous is not None and not args.resume:
+        raise FileExistsError(f"{out} already holds an interrupted extraction; pass --resume to finish it, or a "
+                              f"new --out")
+    if previous is None and out.is_dir() and any(out.iterdir()):  # the store's files would mix with what is there
         raise FileExistsError(f"{out} is not empty; pass a new (or empty) --out folder")
     check_writable_folder(out)  # before the VAE is loaded and objects encoded
     device = pick_device(args.device)
@@ -148,17 +154,30 @@ def extract(args: argparse.Namespace) -> dict:
     vae = load_vae_folder(vae_folder, device)
     views = args.views or default_encoder_views(vae.config)
     store = open_store(args.data, skip_bad=args.skip_bad_samples)
-    dataset = ExtractionDataset(store, vae.config, views, args.cond_views, args.cond_resolution, args.skip_bad_samples)
-    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate_readable)
     record = {"vae": str(vae_folder), "vae_preset": vae.config.preset, "data": str(Path(args.data).resolve()),
               "views": list(views), "cond_views": list(args.cond_views), "cond_resolution": args.cond_resolution,
               "encoder_resolution": encoder_resolution(vae.config), "latent_shape": list(vae.config.latent_shape),
               "seed": args.seed, "stored": "latent.npy = posterior sample, latent_mean.npy = posterior mean"}
+    sample_stats, mean_stats = LatentStats(vae.config.latent_shape[0]), LatentStats(vae.config.latent_shape[0])
+    done = []  # objects an interrupted extraction finished (meta.json is written last): counted, not re-encoded
+    if previous is not None:
+        differ = differing_settings(previous, record, may_change=(), flags={"vae": "--ckpt"})
+        if differ:
+            raise ValueError(f"--resume: {out} was extracted with other settings: {', '.join(differ)}; resume with "
+                             f"the same flags or pass a new --out")
+        done = [i for i in range(len(store)) if (out / store.object_id(i) / META_FILE).is_file()]
+        for i in done:  # the statistics cover the whole store
+            folder = out / store.object_id(i)
+            sample_stats.add(torch.from_numpy(np.load(folder / "latent.npy"))[None])
+            mean_stats.add(torch.from_numpy(np.load(folder / "latent_mean.npy"))[None])
+    todo = sorted(set(range(len(store))) - set(done))
+    dataset = Subset(ExtractionDataset(store, vae.config, views, args.cond_views, args.cond_resolution,
+                                       args.skip_bad_samples), todo)
+    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate_readable)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / EXTRACTION_FILE, {**record, "complete": False})
 
-    sample_stats, mean_stats = LatentStats(vae.config.latent_shape[0]), LatentStats(vae.config.latent_shape[0])
-    start, written = time.perf_counter(), 0
+    start, written = time.perf_counter(), len(done)
     with LatentStoreWriter(out) as writer, tqdm(total=len(dataset), desc="latents", unit="obj") as bar:
         for batch, covered in loader:
             bar.update(covered)
@@ -184,7 +203,7 @@ def extract(args: argparse.Namespace) -> dict:
              "latent_shape": list(vae.config.latent_shape),
              "note": "mean/std over posterior samples (latent.npy), the diffusion training target"}
     atomic_write_json(out / STATS_FILE, stats)
-    summary = {**record, "complete": True, "num_objects": written, "skipped": len(dataset) - written,
+    summary = {**record, "complete": True, "num_objects": written, "skipped": len(store) - written,
                "seconds": round(seconds, 3), "latent_std": stats["std"], "latent_mean": stats["mean"]}
     atomic_write_json(out / EXTRACTION_FILE, summary)
     return summary

@@ -40,11 +40,13 @@ def _shown(value) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def differing_settings(saved: dict, now: dict, may_change: Iterable[str]) -> list[str]:
-    """`--flag SAVED (now NOW)` for each setting of `now` that `saved` records with another value. Settings an
-    older run did not record are not compared (there is nothing to compare them with)."""
-    free = set(may_change)
-    return [f"{flag(k)} {_shown(saved[k])} (now {_shown(v)})" for k, v in now.items()
+def differing_settings(saved: dict, now: dict, may_change: Iterable[str],
+                       flags: dict[str, str] | None = None) -> list[str]:
+    """`--flag SAVED (now NOW)` for each setting of `now` that `saved` records with another value (`flags`: the
+    flag of a setting not named after it). Settings an older run did not record are not compared (there is
+    nothing to compare them with)."""
+    free, flags = set(may_change), flags or {}
+    return [f"{flags.get(k, flag(k))} {_shown(saved[k])} (now {_shown(v)})" for k, v in now.items()
             if k not in free and k in saved and saved[k] != v]
 
 

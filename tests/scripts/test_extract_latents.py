@@ -102,7 +102,7 @@ def test_bad_input_is_one_line(script, extracted, procedural_data, vae32_folder,
                                       f"(or empty) --out folder\n"
     assert [p.name for p in (tmp_path / "used").iterdir()] == ["notes.txt"]
     for expected in ("view 7 is missing (stored views: [0, 4, 9, 18, 25, 26, 27, 33])",
-                     "already holds an interrupted extraction (delete it to start over)"):
+                     "already holds an interrupted extraction; pass --resume to finish it, or a new --out"):
         with pytest.raises(SystemExit):
             script("extract_latents").main([*args, "--out", str(tmp_path / "x"), "--views", "25,7"])
         error = capsys.readouterr().err.splitlines()[-1]
@@ -132,3 +132,31 @@ def test_bad_numbers_are_one_line_each(script, tmp_path, capsys):
     assert capsys.readouterr().err.splitlines() == [
         f"extract_latents.py: error: --seed must be at most 4294967295 (seeds are 32-bit), got {2**64}",
         "extract_latents.py: error: --workers must be at least 0, got -1"]
+
+
+def test_resume_finishes_an_interrupted_extraction_as_one_run_would(script, extracted, procedural_data, vae32_folder,
+                                                                   tmp_path, capsys):
+    """An extraction stopped after its first object: --resume keeps that object, encodes the rest, and the
+    store and its statistics equal the uninterrupted run's; other flags on --resume are named."""
+    out = tmp_path / "store"
+    shutil.copytree(extracted, out)
+    record = json.loads((out / "extraction.json").read_text())
+    (out / "extraction.json").write_text(json.dumps({**record, "complete": False}))
+    (out / "stats.json").unlink()
+    first, second = sorted(p.parent for p in out.rglob("meta.json"))
+    kept = (first / "latent.npy").stat().st_mtime_ns
+    shutil.rmtree(second)
+    args = ["--ckpt", str(vae32_folder), "--data", str(procedural_data), "--out", str(out), "--device", "cpu",
+            "--workers", "0", "--batch-size", "2", "--cond-views", ",".join(map(str, COND_VIEWS))]
+    with pytest.raises(SystemExit):
+        script("extract_latents").main([*args, "--seed", "6", "--resume"])
+    assert capsys.readouterr().err == (f"extract_latents.py: error: --resume: {out} was extracted with other "
+                                       f"settings: --seed 5 (now 6); resume with the same flags or pass a new --out\n")
+    script("extract_latents").main([*args, "--seed", "5", "--resume"])
+    assert (first / "latent.npy").stat().st_mtime_ns == kept  # not encoded again
+    np.testing.assert_allclose(np.load(second / "latent.npy"), np.load(extracted / second.relative_to(out) /
+                                                                       "latent.npy"), atol=1e-5)
+    stats, expected = (json.loads((root / "stats.json").read_text()) for root in (out, extracted))
+    assert stats["num_objects"] == expected["num_objects"] == 2
+    assert stats["std"] == pytest.approx(expected["std"], rel=1e-6)
+    assert json.loads((out / "extraction.json").read_text())["complete"] is True
