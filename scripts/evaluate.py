@@ -64,6 +64,7 @@ from nsr.trainer import encoder_resolution
 from nsr.vae import TriplaneVAE
 from utils.checkpoint import CheckpointError
 from utils.media import contact_sheet, write_image
+from utils.validation import SEED, check_args
 
 METRICS_FILE = "metrics.json"
 # The judge learns from objects of the same grammar at indices far from both the training set and the held-out set.
@@ -166,6 +167,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="training log .jsonl files summarised (table + loss plot) in the report")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from OUT/metrics.json")
     args = p.parse_args(argv)
+    check_args("evaluate.py", args, {"--seed": SEED, "--data-seed": SEED})  # before any model or data
     args.argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args.out = Path(args.out)
     args.report_md = args.report_md or args.out / "results.md"

@@ -23,6 +23,7 @@ from datasets.procedural.grammar import CATEGORY_NAMES
 from datasets.procedural.pipeline import GenerationConfig, render_batches
 from datasets.rig import NUM_RIG_VIEWS, default_view_ids
 from datasets.stores import FORMATS, make_writer
+from utils.validation import SEED, check_args
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,6 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="objects rendered per call, all their views (default 32 on CUDA, 2 elsewhere)")
     parser.add_argument("--shard-size", type=int, default=1000, help="objects per WebDataset shard")
     args = parser.parse_args(argv)
+    check_args("make_dataset.py", args, {"--seed": SEED})
     if args.batch_objects is None:
         args.batch_objects = 32 if args.device.startswith("cuda") else 2
     if args.views is None:

@@ -66,3 +66,12 @@ def test_make_dataset_rejects_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
         make_dataset.main(["--out", str(tmp_path), "--num-objects", "1", "--views", "41"])
     assert "--views must be in 1..40, got 41" in capsys.readouterr().err
+
+
+def test_make_dataset_refuses_a_seed_out_of_range_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        make_dataset.main(["--out", str(tmp_path / "d"), "--num-objects", "1", "--seed", str(2**64)])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == (f"make_dataset.py: error: --seed must be at most 4294967295 (seeds are 32-bit), "
+                                       f"got {2**64}\n")
+    assert not (tmp_path / "d").exists()

@@ -227,3 +227,12 @@ def test_metrics_file_replaces_only_its_own_run(script, tmp_path):
     with pytest.raises(FileExistsError, match="not this run's"):
         mine.write({"step": 3})
     assert json.loads(path.read_text()) == {"run_id": "a previous run"}
+
+
+def test_seeds_out_of_range_are_one_line_each(script, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        script("evaluate").parse_args(["--out", str(tmp_path / "o"), "--seed", "-5", "--data-seed", str(2**40)])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "evaluate.py: error: --seed must be at least 0, got -5",
+        f"evaluate.py: error: --data-seed must be at most 4294967295 (seeds are 32-bit), got {2**40}"]
