@@ -216,6 +216,10 @@ def main(argv=None) -> None:
     except (CheckpointError, BadSampleError, FileNotFoundError, FileExistsError, ValueError, KeyError) as e:
         print(f"extract_latents.py: error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
+    except KeyboardInterrupt:  # every written object is complete (meta.json last), so nothing is lost
+        print(f"extract_latents.py: interrupted; the objects written so far are kept: run again with --resume to "
+              f"finish {args.out}", file=sys.stderr)
+        raise SystemExit(130) from None
     print(f"extract_latents.py: {summary['num_objects']} latents → {args.out} ({summary['skipped']} skipped, "
           f"{summary['seconds']:.1f} s); latent std {summary['latent_std']:.5g}, mean {summary['latent_mean']:.3g} "
           f"(std = the default --latent-divider of train_diffusion.py)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import math
 import sys
 import tempfile
 import threading
@@ -139,6 +140,8 @@ class Backend:
 def _number(value, name: str) -> float:
     if value is None:
         raise ValueError(f"{name} is empty; enter a number")
+    if not math.isfinite(float(value)):  # NaN would flow through to a garbage video
+        raise ValueError(f"{name} must be a finite number, got {float(value)}")
     return float(value)
 
 

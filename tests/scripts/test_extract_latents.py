@@ -160,3 +160,30 @@ def test_resume_finishes_an_interrupted_extraction_as_one_run_would(script, extr
     assert stats["num_objects"] == expected["num_objects"] == 2
     assert stats["std"] == pytest.approx(expected["std"], rel=1e-6)
     assert json.loads((out / "extraction.json").read_text())["complete"] is True
+
+
+def test_ctrl_c_keeps_the_written_objects_for_resume(script, procedural_data, vae32_folder, tmp_path, capsys,
+                                                    monkeypatch):
+    from datasets.latents import LatentStoreWriter
+
+    add = LatentStoreWriter.add
+
+    def interrupted_after_one(self, *args, **kwargs):
+        if self.count == 1:
+            raise KeyboardInterrupt
+        add(self, *args, **kwargs)
+
+    out = tmp_path / "store"
+    args = ["--ckpt", str(vae32_folder), "--data", str(procedural_data), "--out", str(out), "--device", "cpu",
+            "--workers", "0", "--batch-size", "1"]
+    monkeypatch.setattr(LatentStoreWriter, "add", interrupted_after_one)
+    with pytest.raises(SystemExit) as e:
+        script("extract_latents").main(args)
+    assert e.value.code == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"extract_latents.py: interrupted; the objects written so far are kept: run again with --resume to finish "
+        f"{out}")
+    assert len(list(out.rglob("meta.json"))) == 1
+    monkeypatch.setattr(LatentStoreWriter, "add", add)
+    script("extract_latents").main([*args, "--resume"])
+    assert json.loads((out / "stats.json").read_text())["num_objects"] == 2

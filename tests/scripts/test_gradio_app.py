@@ -218,3 +218,11 @@ def test_released_file_offers_only_its_task(tmp_path):
     available = load_app().task_availability(str(released))
     assert available["i23d"].name == "i23d"
     assert available["t23d"] == f"this checkpoint ({released.name}) is the released i23d model"
+
+
+def test_non_finite_controls_are_refused_by_name():
+    app = load_app()
+    with pytest.raises(ValueError, match=r"^CFG scale must be a finite number, got nan$"):
+        app._number(float("nan"), "CFG scale")
+    with pytest.raises(ValueError, match=r"^seed must be a finite number, got inf$"):
+        app._integer(float("inf"), "seed")
