@@ -95,6 +95,10 @@ if triton is not None:
         x, y, z = x * scale, y * scale, z * scale
         g = tl.load(grad_out + rows[:, None] * C + channels[None, :], mask=row_ok[:, None] & channel_ok[None, :],
                     other=0.0).to(tl.float32) * (1.0 / 3.0)
+        # points whose gradient is exactly zero add nothing: samples the box filter dropped and samples behind an
+        # opaque surface (their transmittance underflows to 0) issue no atomics. A sum, not a max, so NaN and inf
+        # rows still go through and reach the non-finite guard
+        row_ok = row_ok & (tl.sum(tl.abs(g), axis=1) != 0.0)
         for p in tl.static_range(3):
             u = x if p == 0 else (y if p == 1 else z)
             v = y if p == 0 else (z if p == 1 else x)

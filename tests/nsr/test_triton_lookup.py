@@ -39,6 +39,17 @@ CHECK = textwrap.dedent("""
         errors[f"{c}x{h}x{w}"] = {"forward": (out - ref).abs().max().item(),
                                   "backward": (g_out - g_ref).abs().max().item(),
                                   "scale": g_ref.abs().max().item(), "shape": list(out.shape)}
+    # rows with zero gradient are skipped in the backward; a NaN row still reaches the planes
+    planes = torch.randn(1, 3, 4, 5, 5, requires_grad=True)
+    points = (torch.rand(1, 40, 3) * 2 - 1) * 0.4
+    grad_out = torch.randn(1, 40, 4)
+    grad_out[0, :20] = 0.0
+    grad_out[0, 25, 1] = float("nan")
+    g_ref, = torch.autograd.grad(sample_triplane(planes, points, 0.9).mean(1), planes, grad_out)
+    g_out, = torch.autograd.grad(mean_plane_features(planes, points, 0.9, fused=True), planes, grad_out)
+    errors["zero_and_nan_rows"] = {"same_nan": bool(torch.equal(g_ref.isnan(), g_out.isnan())),
+                                   "nan_count": int(g_out.isnan().sum()),
+                                   "backward": (g_out - g_ref).nan_to_num().abs().max().item()}
     empty = triton_lookup.mean_triplane_lookup(torch.randn(1, 3, 4, 2, 2), torch.zeros(1, 0, 3), 0.9)
     errors["empty_shape"] = list(empty.shape)
     print(json.dumps(errors))
@@ -52,6 +63,8 @@ def test_fused_lookup_matches_grid_sample_in_interpreter():
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result.pop("empty_shape") == [1, 0, 4]
+    rows = result.pop("zero_and_nan_rows")
+    assert rows["same_nan"] and rows["nan_count"] > 0 and rows["backward"] < 1e-5
     for case, err in result.items():
         c = int(case.split("x")[0])
         assert err["shape"] == [2, 257, c]
