@@ -39,7 +39,9 @@ class MeshAsset:
 
     corners `(F, 3, 3)` float64 world positions; colors `(F, 3, 3)` linear multipliers in [0, 1] (vertex colour ×
     material factor); uvs `(F, 3, 2)` texture coordinates (v up, as in OBJ/trimesh); texture_ids `(F,)` int64 index
-    into `textures` or -1 (untextured); textures: `(H, W, 3)` float32 images in [0, 1], row 0 at the top.
+    into `textures` or -1 (untextured); textures: `(H, W, 3)` float32 images in [0, 1], row 0 at the top;
+    closed `(F,)` bool or None: the face belongs to a closed, outward-wound surface, so the renderer may skip it
+    where it faces away from the camera (it is hidden by the rest of that surface).
     """
 
     corners: np.ndarray
@@ -48,6 +50,7 @@ class MeshAsset:
     texture_ids: np.ndarray
     textures: list[np.ndarray] = field(default_factory=list)
     source: str = ""
+    closed: np.ndarray | None = None
 
     @property
     def num_faces(self) -> int:
@@ -150,7 +153,16 @@ def _mesh_part(mesh, textures: list[np.ndarray]) -> tuple[np.ndarray, ...]:
         colors = _colors01(visual.vertex_colors)[faces]
     elif visual.kind == "face":
         colors = np.repeat(_colors01(visual.face_colors)[:, None], 3, axis=1)
-    return corners, colors, uvs, texture_ids
+    return corners, colors, uvs, texture_ids, np.full(count, _closed_outward(mesh))
+
+
+def _closed_outward(mesh) -> bool:
+    """Whether the mesh is one closed surface wound outwards (positive volume), judged after merging vertices by
+    position (STL and UV seams duplicate them)."""
+    import trimesh
+
+    merged = trimesh.Trimesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), process=True)
+    return bool(merged.is_watertight and merged.is_winding_consistent and merged.volume > 0)
 
 
 def _colors01(colors) -> np.ndarray:
@@ -196,13 +208,13 @@ def load_mesh(path: str | os.PathLike) -> MeshAsset:
         parts = [_mesh_part(mesh, textures) for mesh in meshes]
     except Exception as error:  # malformed colour/UV/texture data of a file that otherwise parsed
         raise MeshError(path, f"unusable colours or textures ({type(error).__name__}: {_first_line(error)})") from None
-    corners, colors, uvs, texture_ids = (np.concatenate(x) for x in zip(*parts))
+    corners, colors, uvs, texture_ids, closed = (np.concatenate(x) for x in zip(*parts))
     if not np.isfinite(corners).all():
         raise MeshError(path, f"{int((~np.isfinite(corners)).any(axis=-1).sum())} vertices are NaN or infinite")
     extent = corners.reshape(-1, 3).max(axis=0) - corners.reshape(-1, 3).min(axis=0)
     if not extent.max() > 0.0:
         raise MeshError(path, "all vertices coincide (zero size)")
-    return MeshAsset(corners, np.clip(colors, 0.0, 1.0), uvs, texture_ids, textures, source=str(path))
+    return MeshAsset(corners, np.clip(colors, 0.0, 1.0), uvs, texture_ids, textures, str(path), closed)
 
 
 def normalise(asset: MeshAsset, up: str = "z", half_extent: float = 0.45) -> MeshAsset:
@@ -218,4 +230,5 @@ def normalise(asset: MeshAsset, up: str = "z", half_extent: float = 0.45) -> Mes
     low, high = points.min(axis=0), points.max(axis=0)
     scale = 2.0 * half_extent / (high - low).max()
     corners = (corners - (low + high) / 2.0) * scale
-    return MeshAsset(corners, asset.colors, asset.uvs, asset.texture_ids, asset.textures, asset.source)
+    # a rotation and a positive scale: outward winding stays outward, so `closed` carries over
+    return MeshAsset(corners, asset.colors, asset.uvs, asset.texture_ids, asset.textures, asset.source, asset.closed)

@@ -98,6 +98,25 @@ def test_icosphere_matches_a_float64_ray_cast_and_normals_point_outward():
         assert ((out["normal"][k, hit] * points).sum(-1) > 0.4).all()  # outward on a sphere of radius 0.45
 
 
+def test_a_random_triangle_soup_matches_a_float64_ray_cast():
+    # thin, large, tiny and overlapping triangles in every orientation: coverage and the nearest triangle per pixel
+    rng = np.random.default_rng(3)
+    centres = rng.uniform(-0.35, 0.35, (300, 1, 3))
+    tris = centres + rng.normal(0, 1, (300, 3, 3)) * rng.choice([0.003, 0.03, 0.15], (300, 1, 1))
+    cameras = _cameras()
+    frags = rasterise(torch.as_tensor(tris, dtype=torch.float32), cameras.float(), R)
+    o, d, forward = _rays(cameras)
+    for k in range(len(cameras)):
+        t, face = _ray_triangles(o[k], d[k], tris)
+        hit = np.isfinite(t)
+        mine = frags.pixel[(frags.pixel // (R * R)) == k] % (R * R)
+        np.testing.assert_array_equal(np.sort(mine.numpy()), np.flatnonzero(hit))
+        on_view = (frags.pixel // (R * R)) == k
+        depth = (t * (d[k] * forward[k]).sum(-1))[hit]
+        assert np.abs(frags.depth[on_view].numpy() - depth).max() < 1e-3
+        assert (frags.face[on_view].numpy() == face[hit]).mean() > 0.999  # ties only where triangles cross
+
+
 def test_candidate_chunks_and_view_groups_do_not_change_the_fragments():
     import trimesh
 
@@ -110,6 +129,27 @@ def test_candidate_chunks_and_view_groups_do_not_change_the_fragments():
         assert torch.equal(whole.pixel, chunked.pixel) and torch.equal(whole.face, chunked.face)
         assert torch.equal(whole.depth, chunked.depth)
         assert torch.equal(whole.bary, chunked.bary)
+
+
+def test_closed_outward_meshes_skip_back_faces_without_changing_the_render(tmp_path):
+    import trimesh
+
+    write_good_meshes(tmp_path)
+    flags = {name: load_mesh(tmp_path / name).closed for name in ("sphere.ply", "box.stl", "two.glb", "quad.glb")}
+    assert flags["sphere.ply"].all() and flags["box.stl"].all() and flags["two.glb"].all()  # STL: merged first
+    assert not flags["quad.glb"].any()  # open
+    inverted = trimesh.creation.icosphere(subdivisions=2, radius=0.45)
+    inverted.invert()
+    inverted.export(tmp_path / "inside_out.ply")
+    assert not load_mesh(tmp_path / "inside_out.ply").closed.any()  # wound inwards: its back faces are visible
+
+    asset = load_mesh(tmp_path / "sphere.ply")
+    corners = torch.as_tensor(asset.corners, dtype=torch.float32)
+    cameras = _cameras().float()
+    plain = rasterise(corners, cameras, R)
+    culled = rasterise(corners, cameras, R, cull=torch.as_tensor(asset.closed))
+    assert torch.equal(plain.pixel, culled.pixel) and torch.equal(plain.face, culled.face)
+    assert torch.equal(plain.depth, culled.depth)
 
 
 def _expected_quad_colors(cameras):
