@@ -203,17 +203,18 @@ def load_mesh(path: str | os.PathLike) -> MeshAsset:
         if faces.min() < 0 or faces.max() >= len(mesh.vertices):
             raise MeshError(path, f"face indices out of range (up to {int(faces.max())} for "
                                   f"{len(mesh.vertices)} vertices)")
+    # the geometry is checked before colours and closedness are worked out from it
+    points = np.concatenate([np.asarray(mesh.vertices, dtype=np.float64)[np.unique(mesh.faces)] for mesh in meshes])
+    if not np.isfinite(points).all():
+        raise MeshError(path, f"{int((~np.isfinite(points)).any(axis=-1).sum())} vertices are NaN or infinite")
+    if not (points.max(axis=0) - points.min(axis=0)).max() > 0.0:
+        raise MeshError(path, "all vertices coincide (zero size)")
     textures: list[np.ndarray] = []
     try:
         parts = [_mesh_part(mesh, textures) for mesh in meshes]
     except Exception as error:  # malformed colour/UV/texture data of a file that otherwise parsed
         raise MeshError(path, f"unusable colours or textures ({type(error).__name__}: {_first_line(error)})") from None
     corners, colors, uvs, texture_ids, closed = (np.concatenate(x) for x in zip(*parts))
-    if not np.isfinite(corners).all():
-        raise MeshError(path, f"{int((~np.isfinite(corners)).any(axis=-1).sum())} vertices are NaN or infinite")
-    extent = corners.reshape(-1, 3).max(axis=0) - corners.reshape(-1, 3).min(axis=0)
-    if not extent.max() > 0.0:
-        raise MeshError(path, "all vertices coincide (zero size)")
     return MeshAsset(corners, np.clip(colors, 0.0, 1.0), uvs, texture_ids, textures, str(path), closed)
 
 
