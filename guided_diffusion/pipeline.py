@@ -92,7 +92,8 @@ MESH_MEMORY_SHARE = 0.8
 
 def check_fits_device(settings: GenerationSettings, device: torch.device) -> None:
     """Refuse (one line with a resolution that fits) a mesh extraction the device cannot hold, before any work:
-    otherwise it fails with an out-of-memory traceback after the video is written, and no JSON record."""
+    otherwise it fails with an out-of-memory traceback after the video is written, and no JSON record. Callers
+    run it once per request before sampling (not in `resolve`, which runs again mid-export)."""
     free = available_memory(device)
     need = extraction_bytes(settings.mesh_resolution, settings.mesh_chunk)
     if free is None or need <= MESH_MEMORY_SHARE * free:
@@ -165,7 +166,6 @@ class Pipeline:
         resolved = GenerationSettings(**{**asdict(settings), "sampler": sampler, "steps": steps, "cfg_scale": cfg,
                                          "video_resolution": video_resolution})
         check_settings(resolved)  # the checkpoint's defaults too, and every caller (the gradio app)
-        check_fits_device(resolved, self.device)
         for name, allowed in (("video_formats", VIDEO_FORMATS), ("mesh_formats", MESH_FILE_TYPES)):
             unknown = [f for f in getattr(settings, name) if f not in allowed]
             if unknown:

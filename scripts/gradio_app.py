@@ -30,7 +30,14 @@ from checkpoints.loader import TASKS
 from guided_diffusion.acceleration import Acceleration, check_acceleration
 from guided_diffusion.cli import USER_ERRORS, error_line, pick_device, slug
 from guided_diffusion.config import Stage2Config, preset
-from guided_diffusion.pipeline import GenerationSettings, Pipeline, export_object, non_finite_latent, samplers_for
+from guided_diffusion.pipeline import (
+    GenerationSettings,
+    Pipeline,
+    check_fits_device,
+    export_object,
+    non_finite_latent,
+    samplers_for,
+)
 from utils.checkpoint import CONFIG_FILE, CheckpointError, read_json, resolve_model_folder
 from utils.images import preprocess_image, rembg_unavailable_reason
 
@@ -123,6 +130,7 @@ class Backend:
             seed=_integer(seed, "seed"), cfg_scale=_number(cfg_scale, "CFG scale"), steps=_integer(steps, "steps"),
             sampler=sampler or None, mesh_resolution=_integer(mesh_resolution, "mesh resolution"),
             mesh_level=_number(mesh_level, "iso-level"), video_formats=("mp4",), **self.video))
+        check_fits_device(settings, pipeline.device)  # before sampling, as the CLIs
         progress(0.1, desc="sampling")
         (obj,) = pipeline.generate([condition], [label], settings)
         problem = non_finite_latent(obj)

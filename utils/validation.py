@@ -85,8 +85,9 @@ def available_memory(device) -> int | None:
     import torch
 
     device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cuda":  # blocks the caching allocator holds but does not use are free to this process
+        reusable = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return torch.cuda.mem_get_info(device)[0] + reusable
     if device.type != "cpu":
         return None
     try:
