@@ -141,7 +141,13 @@ def main(argv=None) -> dict:
 
     done = complete_ids(part, args.format, args.views)
     if done is None and (part / DONE_FILE).exists():
-        done = {mesh_object_id(rel) for _, rel in objects}  # the whole part is complete
+        # a finished lmdb/wds part cannot take more objects: new files there would be silently missing
+        record = json.loads((part / DONE_FILE).read_text(encoding="utf-8"))
+        done = set(record["object_ids"]) | set(record["failed_ids"])
+        new = [rel for _, rel in objects if mesh_object_id(rel) not in done]
+        if new:
+            raise SystemExit(f"{part} is a finished {args.format} part without {len(new)} of these objects (e.g. "
+                             f"{new[0]}); {args.format} parts are written in one go: render them to a new --out")
     elif done is None:
         _set_aside_partial(part)
         done = set()
@@ -151,6 +157,8 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     failures: list[str] = []
     written = 0
+    written_ids: list[str] = []
+    failed_ids: list[str] = []
     render_seconds = 0.0  # loading + rendering, the rest is encoding and writing files
     stop_error = None
     if todo:
@@ -166,6 +174,7 @@ def main(argv=None) -> dict:
                                              device, config)
                     except MeshError as error:
                         failures.append(str(error))
+                        failed_ids.append(mesh_object_id(rel))
                         tqdm.write(f"bad mesh: {error}", file=sys.stderr)
                         if not args.skip_bad:
                             stop_error = error
@@ -175,11 +184,13 @@ def main(argv=None) -> dict:
                     render_seconds += time.perf_counter() - tick
                     writer.add(record)
                     written += 1
+                    written_ids.append(record.object_id)
                     bar.update(1)
         finally:  # after a bad file, Ctrl-C or a crash too: everything rendered so far reaches the disk
             writer.close()
     if args.format in ("lmdb", "wds") and stop_error is None and todo:
-        (part / DONE_FILE).write_text(json.dumps({"objects": written, "failures": failures}), encoding="utf-8")
+        (part / DONE_FILE).write_text(json.dumps({"object_ids": written_ids, "failed_ids": failed_ids,
+                                                  "failures": failures}), encoding="utf-8")
     seconds = time.perf_counter() - start
     summary = {"objects": written, "views": written * args.views, "seconds": round(seconds, 3),
                "objects_per_s": round(written / seconds, 4) if seconds > 0 and written else 0.0,

@@ -112,6 +112,9 @@ def test_captions_from_a_cap3d_csv_and_wds_parts_resume(script, tmp_path):
     assert captions_by_id[mesh_object_id("quad/quad.obj")] == "quad"
     again = script("render_meshes").main(_args(folder, out, "--format", "wds"))
     assert (again["objects"], again["already_complete"]) == (0, len(GOOD))
+    (folder / "late.stl").write_bytes((folder / "box.stl").read_bytes())  # a file added after the part was done
+    with pytest.raises(SystemExit, match="finished wds part without 1 of these objects"):
+        script("render_meshes").main(_args(folder, out, "--format", "wds"))
 
 
 def test_an_interrupted_lmdb_part_is_set_aside_and_redone(script, tmp_path):
