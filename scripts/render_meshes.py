@@ -130,11 +130,14 @@ def main(argv=None) -> dict:
     device = args.device
     if device == "cuda" and "LOCAL_RANK" in os.environ:
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
-    files = find_meshes(meshes_root)
+    try:
+        files = find_meshes(meshes_root)
+        table = read_caption_table(args.captions) if args.captions else None
+    except (OSError, ValueError) as error:  # a missing --meshes, an unreadable or malformed --captions
+        raise SystemExit(f"render_meshes.py: error: {error}") from None
     base = meshes_root if meshes_root.is_dir() else meshes_root.parent
     objects = [(p, p.relative_to(base).as_posix()) for p in files]
     objects = [(p, rel) for p, rel in objects if in_shard(rel, *shard)]
-    table = read_caption_table(args.captions) if args.captions else None
     view_ids = default_view_ids(args.views)
     config = RasterConfig(supersample=args.supersample)
     part = part_folder(out, args.format, shard)

@@ -61,7 +61,10 @@ def read_caption_table(path: str | os.PathLike) -> dict[str, str]:
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".json":
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except ValueError as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from None
         if isinstance(data, list):  # [{name: caption}, ...]
             return {str(k): str(v) for item in data for k, v in item.items()}
         if not isinstance(data, dict):

@@ -159,3 +159,13 @@ def test_shapenet_rig_and_y_up_sources(script, tmp_path):
                                 record.view_ids, 32, rig="shapenet").alpha for up in ("y", "z")}
     np.testing.assert_array_equal(record.alpha, rendered["y"])
     assert (record.alpha != rendered["z"]).mean() > 0.05
+
+
+def test_a_missing_folder_or_a_broken_caption_file_is_one_line(script, tmp_path):
+    with pytest.raises(SystemExit, match=f"render_meshes.py: error: {tmp_path / 'nowhere'} is neither"):
+        script("render_meshes").main(_args(tmp_path / "nowhere", tmp_path / "out"))
+    (tmp_path / "meshes").mkdir()
+    (tmp_path / "captions.json").write_text("{not json")
+    with pytest.raises(SystemExit, match=f"render_meshes.py: error: {tmp_path / 'captions.json'}: not valid JSON"):
+        script("render_meshes").main(_args(tmp_path / "meshes", tmp_path / "out", "--captions",
+                                           str(tmp_path / "captions.json")))
