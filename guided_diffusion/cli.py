@@ -113,6 +113,24 @@ def glob_escape(text: str) -> str:
     return re.sub(r"([\[\]*?])", r"[\1]", text)
 
 
+# A mesh extraction estimated above this many seconds per object is announced before the sampling starts.
+SLOW_MESH_S = 30.0
+
+
+def warn_slow_mesh(pipeline: Pipeline, settings, task: str) -> float | None:
+    """Say, before any sampling, how long each object's mesh will take when that is long (docs/RELIABILITY.md);
+    returns the estimate (None when no mesh is written)."""
+    if not settings.mesh_formats:
+        return None
+    seconds = pipeline.mesh_seconds(settings)
+    if seconds > SLOW_MESH_S:
+        res = settings.mesh_resolution
+        print(f"{task}: the --mesh-resolution {res} mesh's field queries alone will take about {seconds:.0f} s per "
+              f"object on {pipeline.device.type} (measured now); --mesh-resolution {res // 2} takes about "
+              f"{seconds / 8:.0f} s", file=sys.stderr)
+    return seconds
+
+
 def run(task: str, args: argparse.Namespace, conditions: list, labels: list[str], conditioner_kwargs: dict,
         inputs: dict | None = None) -> list[dict]:
     """Load the pipeline, generate every (input, sample) and export it; returns the export records.
@@ -131,6 +149,7 @@ def run(task: str, args: argparse.Namespace, conditions: list, labels: list[str]
         return []
     settings = pipeline.resolve(settings_from_args(args))
     load_s = time.perf_counter() - t0
+    warn_slow_mesh(pipeline, settings, task)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results, failed = [], []

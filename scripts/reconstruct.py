@@ -35,7 +35,7 @@ from datasets.rig import NUM_RIG_VIEWS
 from datasets.stores import InMemoryStore, ObjectStore, open_store
 from evaluations.image_metrics import image_metrics
 from guided_diffusion.cli import pick_device, slug
-from guided_diffusion.pipeline import triplane_mesh, turntable_frames
+from guided_diffusion.pipeline import GENERATION_LIMITS, triplane_mesh, turntable_frames
 from nsr.encoding import default_encoder_views, parse_view_ids, record_encoder_input
 from nsr.mesh import (
     EmptyMeshError,
@@ -51,6 +51,7 @@ from nsr.vae import TriplaneVAE
 from utils.checkpoint import CheckpointError, resolve_model_folder
 from utils.media import contact_sheet, write_image, write_json_record, write_video
 from utils.training import derive_seed
+from utils.validation import SEED, Limit, check_args
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -83,6 +84,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--mesh-format", choices=("ply", "obj", "glb"), default="ply")
     p.add_argument("--no-mesh", action="store_true", help="skip mesh extraction")
     args = p.parse_args(argv)
+    # before the model load and the renders (docs/RELIABILITY.md); the sampling CLIs' limits where flags are shared
+    shared = {f"--{k.replace('_', '-')}": GENERATION_LIMITS[k]
+              for k in ("video_views", "video_resolution", "video_fps", "mesh_resolution")}
+    check_args("reconstruct.py", args, {**shared, "--seed": SEED, "--points": Limit(1, 10**8, whole=True),
+                                        "--resolution": Limit(2, 2048, whole=True),
+                                        "--fscore-threshold": Limit(0, 1)})
     if not args.index and not args.object_id and not args.mesh:
         args.index = [0]
     return args

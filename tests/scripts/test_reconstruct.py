@@ -77,3 +77,17 @@ def test_unknown_object_is_one_line(script, procedural_data, vae32_folder, tmp_p
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("reconstruct.py: error: object 'sofa/9/9' is not in ") and err.count("\n") == 1
+
+
+def test_bad_numbers_are_refused_before_any_work(script, tmp_path, capsys):
+    """One line per bad flag, exit 2, before the checkpoint (which does not even exist here) is read."""
+    with pytest.raises(SystemExit) as exit_info:
+        script("reconstruct").main(["--ckpt", str(tmp_path / "missing"), "--data", str(tmp_path), "--out",
+                                    str(tmp_path / "out"), "--mesh-resolution", "5000", "--video-fps", "nan",
+                                    "--seed", "-1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert "reconstruct.py: error: --video-fps must be a finite number, got nan" in err
+    assert any(line.startswith("reconstruct.py: error: --mesh-resolution must be at most 1024") for line in err)
+    assert "reconstruct.py: error: --seed must be at least 0, got -1" in err
+    assert not (tmp_path / "out").exists()
