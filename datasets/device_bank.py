@@ -19,41 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from datasets.multiview import IMAGENET_MEAN, IMAGENET_STD, MultiViewConfig
+from datasets.multiview import MultiViewConfig, encoder_channels, record_views, resize_images, target_channels
 from datasets.stores.base import ObjectStore
-from nsr.cameras import plucker_image
 from utils import distributed
 from utils.training import ResumableBatchSampler
-
-
-def _resize(images: torch.Tensor, size: int, mode: str) -> torch.Tensor:
-    """`(N, C, H, W)` → `(N, C, size, size)` with the dataset's filters; identity when already that size."""
-    if images.shape[-1] == size:
-        return images
-    if mode == "nearest":
-        return F.interpolate(images, size=(size, size), mode="nearest-exact")
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-
-
-def foreground_boxes(alpha: torch.Tensor) -> torch.Tensor:
-    """Inclusive foreground boxes [top, left, bottom, right] of alpha `(N, H, W)` (alpha > 0), `(N, 4)` int64 on
-    alpha's device; a view without foreground gets the whole image (as `datasets.record.foreground_bbox`)."""
-    n, h, w = alpha.shape
-    fg = alpha > 0
-    rows, cols = fg.any(2), fg.any(1)
-    ar_h = torch.arange(h, device=alpha.device)
-    ar_w = torch.arange(w, device=alpha.device)
-    top = torch.where(rows, ar_h, h).amin(1)
-    bottom = torch.where(rows, ar_h, -1).amax(1)
-    left = torch.where(cols, ar_w, w).amin(1)
-    right = torch.where(cols, ar_w, -1).amax(1)
-    boxes = torch.stack([top, left, bottom, right], 1)
-    empty = ~rows.any(1)
-    whole = torch.tensor([0, 0, h - 1, w - 1], device=alpha.device)
-    return torch.where(empty[:, None], whole, boxes)
 
 
 @dataclass
@@ -61,15 +32,14 @@ class DeviceViewBank:
     """Views of N objects on one device.
 
     rgb `(N, V, 3, R, R)` uint8 on white; alpha `(N, V, 1, R, R)` uint8; depth `(N, V, 1, R, R)` float16 camera-z
-    (0 for background); cameras `(N, V, 25)` float32; bbox `(N, V, 4)` int64 at R; view_ids `(V,)` rig indices
-    (shared by every object); captions, categories, object_ids: one per object.
+    (0 for background); cameras `(N, V, 25)` float32; view_ids `(V,)` rig indices (shared by every object);
+    captions, categories, object_ids: one per object. Foreground boxes are computed per batch, on the device.
     """
 
     rgb: torch.Tensor
     alpha: torch.Tensor
     depth: torch.Tensor
     cameras: torch.Tensor
-    bbox: torch.Tensor
     view_ids: tuple[int, ...]
     captions: list[str]
     categories: list[str]
@@ -88,17 +58,15 @@ class DeviceViewBank:
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.rgb, self.alpha, self.depth, self.cameras, self.bbox))
+        return sum(t.numel() * t.element_size() for t in (self.rgb, self.alpha, self.depth, self.cameras))
 
     # -- filling -------------------------------------------------------------------------------------------------
 
     @classmethod
     def _from_parts(cls, parts: list[dict], view_ids: Sequence[int]) -> DeviceViewBank:
         cat = {k: torch.cat([p[k] for p in parts]) for k in ("rgb", "alpha", "depth", "cameras")}
-        n, v, _, r, _ = cat["alpha"].shape
-        bbox = foreground_boxes(cat["alpha"].reshape(n * v, r, r)).reshape(n, v, 4)
         meta = {k: [x for p in parts for x in p[k]] for k in ("captions", "categories", "object_ids")}
-        return cls(bbox=bbox, view_ids=tuple(int(i) for i in view_ids), **cat, **meta)
+        return cls(view_ids=tuple(int(i) for i in view_ids), **cat, **meta)
 
     @staticmethod
     def _quantise(rgb_on_white: torch.Tensor, alpha: torch.Tensor, depth: torch.Tensor) -> dict:
@@ -118,9 +86,10 @@ class DeviceViewBank:
         config = GenerationConfig(seed=seed, resolution=resolution, view_ids=view_ids, device=str(device),
                                   batch_objects=batch_objects)
         indices = range(start_index, start_index + num_objects)
-        parts = []
+        parts, rendered = [], []
         bar = tqdm(total=num_objects, desc="rendering objects onto the device", unit="obj", disable=not progress)
         for specs, cameras, out in render_outputs(indices, config):
+            rendered += [s.index for s in specs]
             part = cls._quantise(out.rgb, out.alpha, out.depth)
             part.update(cameras=cameras.to(device=device, dtype=torch.float32),
                         captions=[s.labels["captions"][0] for s in specs],
@@ -131,8 +100,7 @@ class DeviceViewBank:
         bar.close()
         bank = cls._from_parts(parts, view_ids)
         # render_outputs groups objects by category; put them back in index order
-        order = sorted(range(len(bank)), key=lambda k: int(bank.object_ids[k].rsplit("/", 1)[1]))
-        return bank.subset(order)
+        return bank.subset(sorted(range(len(bank)), key=rendered.__getitem__))
 
     @classmethod
     def from_store(cls, store: ObjectStore, resolution: int, device: str | torch.device = "cuda",
@@ -147,12 +115,9 @@ class DeviceViewBank:
             elif tuple(int(v) for v in record.view_ids) != view_ids:
                 raise ValueError(f"object {record.object_id} has views {record.view_ids.tolist()}, the first object "
                                  f"{list(view_ids)}; a device bank needs the same views for every object")
-            rgb = torch.from_numpy(record.rgb_on_white()).permute(0, 3, 1, 2).float()
-            alpha = torch.from_numpy(record.alpha)[:, None].float()
-            depth = torch.from_numpy(record.depth)[:, None].float()
-            rgb, alpha = _resize(rgb, resolution, "bilinear"), _resize(alpha, resolution, "bilinear")
-            depth = _resize(depth, resolution, "nearest")
-            part = cls._quantise(rgb[None].to(device), alpha[None].to(device), depth[None].to(device))
+            rgb, alpha, depth = (resize_images(x, resolution, mode)[None].to(device)
+                                 for x, mode in zip(record_views(record), ("bilinear", "bilinear", "nearest")))
+            part = cls._quantise(rgb, alpha, depth)
             part.update(cameras=torch.from_numpy(record.cameras).float()[None].to(device),
                         captions=[record.caption], categories=[record.category], object_ids=[record.object_id])
             parts.append(part)
@@ -163,8 +128,8 @@ class DeviceViewBank:
     def subset(self, indices: Sequence[int]) -> DeviceViewBank:
         idx = torch.as_tensor(list(indices), dtype=torch.long, device=self.device)
         pick = lambda xs: [xs[int(i)] for i in indices]  # noqa: E731
-        return DeviceViewBank(self.rgb[idx], self.alpha[idx], self.depth[idx], self.cameras[idx], self.bbox[idx],
-                              self.view_ids, pick(self.captions), pick(self.categories), pick(self.object_ids))
+        return DeviceViewBank(self.rgb[idx], self.alpha[idx], self.depth[idx], self.cameras[idx], self.view_ids,
+                              pick(self.captions), pick(self.categories), pick(self.object_ids))
 
     # -- batching ------------------------------------------------------------------------------------------------
 
@@ -192,43 +157,23 @@ class DeviceViewBank:
                 else:
                     tgt.append(torch.randint(0, v, (config.num_target_views,), generator=g).tolist())
         dev = self.device
-        obj = torch.as_tensor(list(indices), dtype=torch.long, device=dev)
-        enc_idx = torch.as_tensor(enc_pos, dtype=torch.long, device=dev)
+        b = len(indices)
+        obj = torch.as_tensor(list(indices), dtype=torch.long, device=dev)[:, None]
+        enc_idx = torch.as_tensor([enc_pos] * b, dtype=torch.long, device=dev)  # (B, E)
         tgt_idx = torch.as_tensor(tgt, dtype=torch.long, device=dev)  # (B, T)
-        b, ne, nt = len(indices), len(enc_pos), config.num_target_views
 
-        def take(x: torch.Tensor, views: torch.Tensor) -> torch.Tensor:  # views (E,) or (B, T)
-            if views.dim() == 1:
-                return x[obj][:, views]
-            return x[obj[:, None], views]
+        def views(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            """`(N, V, …)` bank tensor → the chosen views of the batch's objects, flattened to `(B·k, …)`."""
+            return x[obj, idx].flatten(0, 1)
 
-        # encoder input: RGB on white, Plücker rays of the encoder cameras (float64, as the CPU dataset), depth
-        res_e = config.encoder_resolution
-        enc_cams = take(self.cameras, enc_idx)
-        rgb = take(self.rgb, enc_idx).flatten(0, 1).float() / 255
-        rgb = _resize(rgb, res_e, "bilinear")
-        if config.encoder_rgb == "imagenet":
-            mean = torch.tensor(IMAGENET_MEAN, device=dev)[:, None, None]
-            rgb = (rgb - mean) / torch.tensor(IMAGENET_STD, device=dev)[:, None, None]
-        else:
-            rgb = rgb * 2 - 1
-        depth = _resize(take(self.depth, enc_idx).flatten(0, 1).float(), res_e, "nearest")
-        rays = plucker_image(enc_cams.flatten(0, 1).double(), res_e).float()
-        enc_input = torch.cat([rgb, rays, depth], 1).unflatten(0, (b, ne))
-
-        res_t = config.render_resolution
-        t_rgb = take(self.rgb, tgt_idx).flatten(0, 1).float() / 255
-        t_alpha = take(self.alpha, tgt_idx).flatten(0, 1).float() / 255
-        t_depth = take(self.depth, tgt_idx).flatten(0, 1).float()
-        bbox = take(self.bbox, tgt_idx)
-        if res_t != self.resolution:
-            t_rgb, t_alpha = _resize(t_rgb, res_t, "bilinear"), _resize(t_alpha, res_t, "bilinear").clamp(0, 1)
-            t_depth = _resize(t_depth, res_t, "nearest")
-            bbox = foreground_boxes(t_alpha[:, 0]).reshape(b, nt, 4)
-        unflat = lambda x: x.unflatten(0, (b, nt))  # noqa: E731
-        return {"enc_input": enc_input, "enc_cameras": enc_cams,
-                "target_rgb": unflat(t_rgb * 2 - 1), "target_depth": unflat(t_depth), "target_alpha": unflat(t_alpha),
-                "target_cameras": take(self.cameras, tgt_idx), "target_bbox": bbox,
+        enc_cams = self.cameras[obj, enc_idx]
+        enc_input = encoder_channels(views(self.rgb, enc_idx).float() / 255, views(self.depth, enc_idx).float(),
+                                     enc_cams.flatten(0, 1), config.encoder_resolution, config.encoder_rgb)
+        targets = target_channels(views(self.rgb, tgt_idx).float() / 255, views(self.alpha, tgt_idx).float() / 255,
+                                  views(self.depth, tgt_idx).float(), config.render_resolution)
+        return {"enc_input": enc_input.unflatten(0, (b, -1)), "enc_cameras": enc_cams,
+                **{k: t.unflatten(0, (b, -1)) for k, t in targets.items()},
+                "target_cameras": self.cameras[obj, tgt_idx],
                 "caption": [self.captions[i] for i in indices], "category": [self.categories[i] for i in indices],
                 "object_id": [self.object_ids[i] for i in indices]}
 

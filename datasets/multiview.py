@@ -26,12 +26,13 @@ import torch.nn.functional as F
 
 from datasets.collate import collate_samples
 from datasets.errors import SkippingDataset
-from datasets.record import ObjectRecord, foreground_bbox
+from datasets.record import ObjectRecord, foreground_boxes
 from datasets.rig import ENCODER_VIEWS
 from datasets.stores.base import ObjectStore
 from nsr.cameras import plucker_image
 
-__all__ = ["MultiViewConfig", "MultiViewDataset", "collate_samples", "encoder_input", "target_tensors"]
+__all__ = ["MultiViewConfig", "MultiViewDataset", "collate_samples", "encoder_channels", "encoder_input",
+           "record_views", "resize_images", "target_channels", "target_tensors"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -57,8 +58,9 @@ class MultiViewConfig:
                              f"{self.num_target_views}")
 
 
-def _resize(images: torch.Tensor, size: int, mode: str) -> torch.Tensor:
-    """`(N, C, H, W)` → `(N, C, size, size)`; identity when already that size."""
+def resize_images(images: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    """`(N, C, H, W)` → `(N, C, size, size)` with antialiased bilinear filtering (`mode` "nearest": nearest-exact,
+    for depth); identity when already that size."""
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
     if mode == "nearest":
@@ -66,30 +68,47 @@ def _resize(images: torch.Tensor, size: int, mode: str) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
-def encoder_input(record: ObjectRecord, resolution: int, rgb_mode: str = "imagenet") -> torch.Tensor:
-    """The 10-channel encoder input of every view of `record`, `(V, 10, He, He)`."""
-    rgb = _resize(torch.from_numpy(record.rgb_on_white()).permute(0, 3, 1, 2).float(), resolution, "bilinear")
+def encoder_channels(rgb: torch.Tensor, depth: torch.Tensor, cameras: torch.Tensor, resolution: int,
+                     rgb_mode: str = "imagenet") -> torch.Tensor:
+    """The 10-channel encoder input `(V, 10, He, He)` from views on any device: RGB on white `(V, 3, H, W)` in
+    [0, 1], camera-z depth `(V, 1, H, W)`, cameras `(V, 25)` (Plücker rays from them in float64)."""
+    rgb = resize_images(rgb, resolution, "bilinear")
     if rgb_mode == "imagenet":
-        rgb = (rgb - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
+        mean = torch.tensor(IMAGENET_MEAN, device=rgb.device)[:, None, None]
+        rgb = (rgb - mean) / torch.tensor(IMAGENET_STD, device=rgb.device)[:, None, None]
     else:
         rgb = rgb * 2.0 - 1.0
-    depth = _resize(torch.from_numpy(record.depth)[:, None].float(), resolution, "nearest")
-    plucker = plucker_image(torch.from_numpy(record.cameras).double(), resolution).float()
+    depth = resize_images(depth, resolution, "nearest")
+    plucker = plucker_image(cameras.double(), resolution).float()
     return torch.cat([rgb, plucker, depth], dim=1)
+
+
+def target_channels(rgb: torch.Tensor, alpha: torch.Tensor, depth: torch.Tensor,
+                    resolution: int) -> dict[str, torch.Tensor]:
+    """Target images at `resolution` from views on any device (RGB on white in [0, 1] `(T, 3, H, W)`, alpha and
+    depth `(T, 1, H, W)`): target_rgb in [-1, 1], target_depth, target_alpha, target_bbox (from the resized alpha)."""
+    alpha = resize_images(alpha, resolution, "bilinear").clamp(0.0, 1.0)
+    return {"target_rgb": resize_images(rgb, resolution, "bilinear") * 2.0 - 1.0,
+            "target_depth": resize_images(depth, resolution, "nearest"), "target_alpha": alpha,
+            "target_bbox": foreground_boxes(alpha[:, 0])}
+
+
+def record_views(record: ObjectRecord) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """RGB on white `(V, 3, H, W)`, alpha and depth `(V, 1, H, W)` of a record, float32."""
+    return (torch.from_numpy(record.rgb_on_white()).permute(0, 3, 1, 2).float(),
+            torch.from_numpy(record.alpha)[:, None].float(), torch.from_numpy(record.depth)[:, None].float())
+
+
+def encoder_input(record: ObjectRecord, resolution: int, rgb_mode: str = "imagenet") -> torch.Tensor:
+    """The 10-channel encoder input of every view of `record`, `(V, 10, He, He)`."""
+    rgb, _, depth = record_views(record)
+    return encoder_channels(rgb, depth, torch.from_numpy(record.cameras), resolution, rgb_mode)
 
 
 def target_tensors(record: ObjectRecord, resolution: int) -> dict[str, torch.Tensor]:
     """Target images of every view of `record` at `resolution` (keys as in the module docstring)."""
-    rgb = _resize(torch.from_numpy(record.rgb_on_white()).permute(0, 3, 1, 2).float(), resolution, "bilinear")
-    alpha = _resize(torch.from_numpy(record.alpha)[:, None].float(), resolution, "bilinear").clamp(0.0, 1.0)
-    depth = _resize(torch.from_numpy(record.depth)[:, None].float(), resolution, "nearest")
-    return {
-        "target_rgb": rgb * 2.0 - 1.0,
-        "target_depth": depth,
-        "target_alpha": alpha,
-        "target_cameras": torch.from_numpy(record.cameras).float(),
-        "target_bbox": torch.from_numpy(foreground_bbox(alpha[:, 0].numpy())),
-    }
+    return {**target_channels(*record_views(record), resolution),
+            "target_cameras": torch.from_numpy(record.cameras).float()}
 
 
 class MultiViewDataset(SkippingDataset):

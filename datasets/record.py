@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 
 @dataclass
@@ -55,16 +56,20 @@ class ObjectRecord:
                             self.labels)
 
 
-def foreground_bbox(alpha: np.ndarray) -> np.ndarray:
-    """Inclusive foreground boxes [top, left, bottom, right] of alpha `(V, H, W)` (alpha > 0), `(V, 4)` int64.
-
-    A view without foreground gets the whole image.
-    """
+def foreground_boxes(alpha: torch.Tensor) -> torch.Tensor:
+    """Inclusive foreground boxes [top, left, bottom, right] of alpha `(V, H, W)` (alpha > 0), `(V, 4)` int64 on
+    alpha's device. A view without foreground gets the whole image."""
     views, height, width = alpha.shape
-    boxes = np.tile(np.array([0, 0, height - 1, width - 1], dtype=np.int64), (views, 1))
-    for k in range(views):
-        rows = np.flatnonzero(alpha[k].max(axis=1) > 0)
-        cols = np.flatnonzero(alpha[k].max(axis=0) > 0)
-        if rows.size:
-            boxes[k] = (rows[0], cols[0], rows[-1], cols[-1])
-    return boxes
+    fg = alpha > 0
+    rows, cols = fg.any(2), fg.any(1)
+    ar_h = torch.arange(height, device=alpha.device)
+    ar_w = torch.arange(width, device=alpha.device)
+    boxes = torch.stack([torch.where(rows, ar_h, height).amin(1), torch.where(cols, ar_w, width).amin(1),
+                         torch.where(rows, ar_h, -1).amax(1), torch.where(cols, ar_w, -1).amax(1)], 1)
+    whole = torch.tensor([0, 0, height - 1, width - 1], device=alpha.device)
+    return torch.where(rows.any(1)[:, None], boxes, whole)
+
+
+def foreground_bbox(alpha: np.ndarray) -> np.ndarray:
+    """`foreground_boxes` of a NumPy alpha `(V, H, W)`, as a NumPy `(V, 4)` int64 array (what the stores write)."""
+    return foreground_boxes(torch.from_numpy(np.ascontiguousarray(alpha))).numpy()

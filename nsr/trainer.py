@@ -124,6 +124,9 @@ RESUMABLE_CHANGES = ("out", "resume", "max_steps", "max_minutes", "init_from", "
                      "log_interval", "num_workers", "device", "tf32", "triplane_lookup", "skip_bad_samples",
                      "max_nonfinite_steps", "tensorboard", "progress", "lpips_backbone")
 
+# --triplane-lookup → `TriplaneRenderer.fused_lookup` (None: the fused Triton kernel where it runs)
+TRIPLANE_LOOKUPS = {"auto": None, "fused": True, "grid_sample": False}
+
 # Training defaults per VAE preset; the CLI and shell launchers override single fields.
 TRAIN_PRESETS: dict[str, dict] = {
     # the XL recipe (`ln3diff-vae-175K_debug.sh`); the release's README says 192², the script 256 / 48
@@ -219,6 +222,8 @@ class VAETrainer:
             raise ValueError("no output directory; pass --out DIR")
         if not cfg.data:
             raise ValueError("no dataset; pass --data DIR (see scripts/make_dataset.py)")
+        if cfg.triplane_lookup not in TRIPLANE_LOOKUPS:
+            raise ValueError(f"--triplane-lookup {cfg.triplane_lookup!r}: choose {', '.join(TRIPLANE_LOOKUPS)}")
         # before anything is built: a refused run must cost nothing and leave --out as it was
         check_run_folder(cfg.out, cfg.resume, cfg.to_dict(), RESUMABLE_CHANGES, flatten=("loss",))
         self.cfg = cfg
@@ -235,9 +240,7 @@ class VAETrainer:
         if cfg.tf32 and self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        if cfg.triplane_lookup not in ("auto", "fused", "grid_sample"):
-            raise ValueError(f"--triplane-lookup {cfg.triplane_lookup!r}: choose auto, fused or grid_sample")
-        self.vae.renderer.fused_lookup = {"auto": None, "fused": True, "grid_sample": False}[cfg.triplane_lookup]
+        self.vae.renderer.fused_lookup = TRIPLANE_LOOKUPS[cfg.triplane_lookup]
         self.forward_module = VAETrainingForward(self.vae)
         self.optimizer = build_adamw(vae_param_groups(self.vae, cfg), self.device)
         self.disc_optimizer = None
@@ -293,21 +296,21 @@ class VAETrainer:
             raise ValueError("--data-on-device draws the rig's fixed encoder views; drop --random-encoder-views")
         procedural = parse_procedural_source(cfg.data)
         resolution = max(self.data_config.encoder_resolution, cfg.render_resolution)
-        if procedural is not None:
-            num, seed = procedural
-            if cfg.data_on_device:
-                bank = DeviceViewBank.from_procedural(num, seed, resolution, CHUNK_VIEWS, self.device,
-                                                      progress=cfg.progress and distributed.is_main())
-            else:
-                store = ProceduralStore(num, GenerationConfig(seed=seed, resolution=resolution, view_ids=CHUNK_VIEWS))
-        else:
-            store = open_store(cfg.data, skip_bad=cfg.skip_bad_samples)
-            if cfg.data_on_device:
-                bank = DeviceViewBank.from_store(store, resolution, self.device,
-                                                 progress=cfg.progress and distributed.is_main())
         if cfg.data_on_device:
+            progress = cfg.progress and distributed.is_main()
+            if procedural is not None:  # rendered straight into device memory, no store in between
+                bank = DeviceViewBank.from_procedural(*procedural, resolution, CHUNK_VIEWS, self.device,
+                                                      progress=progress)
+            else:
+                bank = DeviceViewBank.from_store(open_store(cfg.data, skip_bad=cfg.skip_bad_samples), resolution,
+                                                 self.device, progress=progress)
             log.info("data on the device: %s", bank_summary(bank))
             return bank
+        if procedural is not None:
+            num, seed = procedural
+            store = ProceduralStore(num, GenerationConfig(seed=seed, resolution=resolution, view_ids=CHUNK_VIEWS))
+        else:
+            store = open_store(cfg.data, skip_bad=cfg.skip_bad_samples)
         return MultiViewDataset(store, self.data_config)
 
     def _wrap_distributed(self):

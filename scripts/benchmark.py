@@ -867,17 +867,21 @@ class Bench:
                           "optimizer": f"AdamW(fused={self.device.type == 'cuda'})"}
                 name = f"train-vae {VAE_PRESETS[size]} b{batch} {lookup}"
                 name += " tf32" * self.args.train_tf32
-                self.run_config("train-vae", name, config,
-                                functools.partial(self._train_vae, cfg, batch, lookup == "fused"))
+                previous = torch.backends.cuda.matmul.allow_tf32
+                torch.backends.cuda.matmul.allow_tf32 = self.args.train_tf32  # as train_vae.py --tf32
+                try:
+                    self.run_config("train-vae", name, config,
+                                    functools.partial(self._train_vae, cfg, batch, lookup == "fused", name))
+                finally:  # the later stages measure what they would without it
+                    torch.backends.cuda.matmul.allow_tf32 = previous
 
-    def _train_vae(self, cfg, batch: int, fused_lookup: bool) -> tuple[dict, float]:
+    def _train_vae(self, cfg, batch: int, fused_lookup: bool, name: str) -> tuple[dict, float]:
         from nsr.losses import VAELoss
 
         device = self.device
         vcfg = vae_config(cfg.preset, cfg.vae_overrides)
         vae = random_network(lambda: TriplaneVAE(vcfg), device, 4).train()
         vae.renderer.fused_lookup = fused_lookup
-        torch.backends.cuda.matmul.allow_tf32 = self.args.train_tf32
         forward = VAETrainingForward(vae)
         loss_fn = VAELoss(cfg.loss).to(device).train()
         optimizer = build_adamw(vae_param_groups(vae, cfg), device)
@@ -925,9 +929,7 @@ class Bench:
 
         metrics, seconds = self.train_steps(step, batch)
         if self.args.profile_dir is not None:
-            name = f"train-vae_{cfg.preset}_b{batch}_{'fused' if fused_lookup else 'grid_sample'}"
-            name += "_tf32" * self.args.train_tf32
-            metrics["profile"] = str(self.profile(step, name))
+            metrics["profile"] = str(self.profile(step, name.replace(" ", "_")))
         return {**metrics, "params_m": count_params(vae)}, seconds
 
     def profile(self, step: Callable[[], None], name: str, steps: int = 3) -> Path:

@@ -54,27 +54,33 @@ if triton is not None:
         return offsets, wx * wy, inside[:, None] & channel_ok[None, :]
 
     @triton.jit
-    def _load_point(points, rows, row_ok):
-        x = tl.load(points + rows * 3 + 0, mask=row_ok, other=0.0)
-        y = tl.load(points + rows * 3 + 1, mask=row_ok, other=0.0)
-        z = tl.load(points + rows * 3 + 2, mask=row_ok, other=0.0)
-        return x, y, z
-
-    @triton.jit
-    def _lookup_forward(table, points, out, M, H, W, scale, C: tl.constexpr, C_PAD: tl.constexpr,
-                        BLOCK: tl.constexpr):
+    def _point_block(points, M, scale, C: tl.constexpr, C_PAD: tl.constexpr, BLOCK: tl.constexpr):
+        """This program's block of points of batch item `program_id(1)`: item, flat rows `(BLOCK,)` and their mask,
+        channel lanes `(C_PAD,)` and their mask, and the points' coordinates scaled into the planes' [-1, 1]."""
         b = tl.program_id(1).to(tl.int64)
         idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         row_ok = idx < M
         rows = b * M + idx
         channels = tl.arange(0, C_PAD)
-        channel_ok = channels < C
-        x, y, z = _load_point(points, rows, row_ok)
-        x, y, z = x * scale, y * scale, z * scale
+        x = tl.load(points + rows * 3 + 0, mask=row_ok, other=0.0) * scale
+        y = tl.load(points + rows * 3 + 1, mask=row_ok, other=0.0) * scale
+        z = tl.load(points + rows * 3 + 2, mask=row_ok, other=0.0) * scale
+        return b, rows, row_ok, channels, channels < C, x, y, z
+
+    @triton.jit
+    def _plane_uv(p: tl.constexpr, x, y, z):
+        """The released projection: plane 0 (x, y), plane 1 (y, z), plane 2 (z, x)."""
+        u = x if p == 0 else (y if p == 1 else z)
+        v = y if p == 0 else (z if p == 1 else x)
+        return u, v
+
+    @triton.jit
+    def _lookup_forward(table, points, out, M, H, W, scale, C: tl.constexpr, C_PAD: tl.constexpr,
+                        BLOCK: tl.constexpr):
+        b, rows, row_ok, channels, channel_ok, x, y, z = _point_block(points, M, scale, C, C_PAD, BLOCK)
         acc = tl.zeros((BLOCK, C_PAD), dtype=tl.float32)
         for p in tl.static_range(3):
-            u = x if p == 0 else (y if p == 1 else z)
-            v = y if p == 0 else (z if p == 1 else x)
+            u, v = _plane_uv(p, x, y, z)
             for corner in tl.static_range(4):
                 offsets, weight, mask = _corner_offsets(b * 3 + p, u, v, H, W, C, channels, channel_ok, row_ok,
                                                         corner % 2, corner // 2)
@@ -85,14 +91,7 @@ if triton is not None:
     @triton.jit
     def _lookup_backward(grad_table, points, grad_out, M, H, W, scale, C: tl.constexpr, C_PAD: tl.constexpr,
                          BLOCK: tl.constexpr):
-        b = tl.program_id(1).to(tl.int64)
-        idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        row_ok = idx < M
-        rows = b * M + idx
-        channels = tl.arange(0, C_PAD)
-        channel_ok = channels < C
-        x, y, z = _load_point(points, rows, row_ok)
-        x, y, z = x * scale, y * scale, z * scale
+        b, rows, row_ok, channels, channel_ok, x, y, z = _point_block(points, M, scale, C, C_PAD, BLOCK)
         g = tl.load(grad_out + rows[:, None] * C + channels[None, :], mask=row_ok[:, None] & channel_ok[None, :],
                     other=0.0).to(tl.float32) * (1.0 / 3.0)
         # points whose gradient is exactly zero add nothing: samples the box filter dropped and samples behind an
@@ -100,8 +99,7 @@ if triton is not None:
         # rows still go through and reach the non-finite guard
         row_ok = row_ok & (tl.sum(tl.abs(g), axis=1) != 0.0)
         for p in tl.static_range(3):
-            u = x if p == 0 else (y if p == 1 else z)
-            v = y if p == 0 else (z if p == 1 else x)
+            u, v = _plane_uv(p, x, y, z)
             for corner in tl.static_range(4):
                 offsets, weight, mask = _corner_offsets(b * 3 + p, u, v, H, W, C, channels, channel_ok, row_ok,
                                                         corner % 2, corner // 2)

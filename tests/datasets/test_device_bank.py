@@ -2,15 +2,16 @@
 resume by batch index, and fill from procedural objects or a store alike."""
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
 from datasets.collate import collate_samples
-from datasets.device_bank import DeviceViewBank, foreground_boxes
+from datasets.device_bank import DeviceViewBank
 from datasets.multiview import MultiViewConfig, MultiViewDataset
 from datasets.procedural.pipeline import GenerationConfig, parse_procedural_source
 from datasets.procedural.store import ProceduralStore
-from datasets.record import foreground_bbox
+from datasets.record import foreground_bbox, foreground_boxes
 from datasets.stores import InMemoryStore
 
 QUANT = 1 / 255 + 1e-6  # 8-bit RGB/alpha, on the [0, 1] scale
@@ -61,13 +62,14 @@ def test_batches_resume_at_a_batch_index(bank):
     assert all(torch.equal(run[3][k], resumed[k]) for k in ("enc_input", "target_rgb", "target_cameras"))
 
 
-def test_foreground_boxes_match_the_numpy_rule():
+def test_foreground_boxes_on_torch_and_numpy():
     alpha = torch.zeros(3, 6, 5)
     alpha[0, 1:4, 2] = 0.5
+    alpha[0, 2, 4] = 0.01
     alpha[1, 5, 0] = 1.0
-    boxes = foreground_boxes(alpha)
-    assert torch.equal(boxes, torch.from_numpy(foreground_bbox(alpha.numpy())))
-    assert boxes[2].tolist() == [0, 0, 5, 4]  # no foreground: the whole image
+    expected = [[1, 2, 3, 4], [5, 0, 5, 0], [0, 0, 5, 4]]  # the last view has no foreground: the whole image
+    assert foreground_boxes(alpha).tolist() == expected
+    assert foreground_bbox(alpha.numpy()).tolist() == expected and foreground_bbox(alpha.numpy()).dtype == np.int64
 
 
 def test_procedural_bank_equals_the_procedural_store(generation_config):
@@ -81,7 +83,7 @@ def test_procedural_bank_equals_the_procedural_store(generation_config):
     assert bank.categories == reference.categories
     assert (bank.rgb.int() - reference.rgb.int()).abs().max() <= 1
     assert torch.equal(bank.cameras, reference.cameras)
-    assert bank.nbytes == 3 * 4 * 32 * 32 * 6 + 3 * 4 * (25 * 4 + 4 * 8)
+    assert bank.nbytes == 3 * 4 * 32 * 32 * 6 + 3 * 4 * 25 * 4
 
 
 def test_procedural_source_strings():
